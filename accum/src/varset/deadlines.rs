@@ -1,0 +1,129 @@
+//! Generation deadlines in time order: a min-heap with lazy deletion.
+//!
+//! Every generation opened while a TTL or max latency is configured pushes
+//! one entry `(deadline, arrival, slot)`; `arrival` is the generation's
+//! unique, increasing number, so ties on the deadline pop in arrival order.
+//! A generation that ends another way (complete, closed by a late fragment,
+//! flushed at the end of input) leaves its entry behind: the owner calls
+//! [`Deadlines::forget_one`], and [`Deadlines::pop_due`] skips an entry whose
+//! slot no longer holds that arrival. When stale entries outnumber live ones
+//! the heap is rebuilt without them, so it stays proportional to the live
+//! generations even if time stops moving.
+
+use std::{cmp::Reverse, collections::BinaryHeap};
+
+use crate::time::Millis;
+
+/// Stale entries tolerated before a rebuild is considered.
+const MIN_STALE: usize = 4096;
+
+/// One generation's deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Due {
+    pub(crate) deadline: Millis,
+    pub(crate) arrival: u64,
+    pub(crate) slot: u32,
+}
+
+/// The pending deadlines.
+#[derive(Debug, Default)]
+pub(crate) struct Deadlines {
+    heap: BinaryHeap<Reverse<Due>>,
+    stale: usize,
+}
+
+impl Deadlines {
+    /// Registers a generation's deadline.
+    #[inline]
+    pub(crate) fn push(&mut self, due: Due) {
+        self.heap.push(Reverse(due));
+    }
+
+    /// The earliest deadline held (possibly of a stale entry): a cheap
+    /// "is anything due?" test.
+    #[inline(always)]
+    pub(crate) fn earliest(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse(d)| d.deadline)
+    }
+
+    /// Pops the earliest live entry with `deadline <= watermark`; `is_live`
+    /// tells whether a slot still holds a generation.
+    pub(crate) fn pop_due(&mut self, watermark: Millis, is_live: impl Fn(&Due) -> bool) -> Option<Due> {
+        while let Some(&Reverse(due)) = self.heap.peek() {
+            if due.deadline > watermark {
+                return None;
+            }
+            self.heap.pop();
+            if is_live(&due) {
+                return Some(due);
+            }
+            self.stale = self.stale.saturating_sub(1);
+        }
+        None
+    }
+
+    /// A generation with an entry ended before its deadline; rebuilds the
+    /// heap when stale entries dominate.
+    pub(crate) fn forget_one(&mut self, is_live: impl Fn(&Due) -> bool) {
+        self.stale += 1;
+        if self.stale >= MIN_STALE && self.stale * 2 > self.heap.len() {
+            self.heap.retain(|Reverse(d)| is_live(d));
+            self.stale = 0;
+        }
+    }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&mut self) {
+        self.heap.clear();
+        self.stale = 0;
+    }
+
+    /// Entries held, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Approximate bytes held.
+    pub(crate) fn bytes_held(&self) -> usize {
+        self.heap.capacity() * std::mem::size_of::<Reverse<Due>>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(deadline: Millis, arrival: u64, slot: u32) -> Due {
+        Due { deadline, arrival, slot }
+    }
+
+    #[test]
+    fn due_entries_pop_by_deadline_then_arrival_skipping_stale_ones() {
+        let mut d = Deadlines::default();
+        d.push(due(20, 2, 0));
+        d.push(due(10, 3, 1));
+        d.push(due(10, 1, 2));
+        d.push(due(5, 0, 3));
+        assert_eq!(d.earliest(), Some(5));
+        let live = |x: &Due| x.slot != 3;
+        assert_eq!(d.pop_due(15, live), Some(due(10, 1, 2)));
+        assert_eq!(d.pop_due(15, live), Some(due(10, 3, 1)));
+        assert_eq!(d.pop_due(15, live), None);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.pop_due(20, live), Some(due(20, 2, 0)));
+    }
+
+    #[test]
+    fn stale_entries_are_dropped_when_they_dominate() {
+        let mut d = Deadlines::default();
+        for i in 0..MIN_STALE as u64 + 10 {
+            d.push(due(i as Millis, i, i as u32));
+        }
+        let live = |x: &Due| x.slot < 10;
+        for _ in 0..MIN_STALE {
+            d.forget_one(live);
+        }
+        assert_eq!(d.len(), 10);
+    }
+}

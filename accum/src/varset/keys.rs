@@ -1,0 +1,370 @@
+//! Key extraction and interning: every distinct resident key gets a dense
+//! `u32` slot, the index into the assembler's per-slot vectors.
+//!
+//! 1. [`KeyTable::load_batch`] extracts the keys of a whole batch at once: a
+//!    single integer column becomes a `Vec<u64>` (signed values keep their
+//!    bits); anything else (strings, several columns) becomes `arrow-row`
+//!    rows. Dictionary columns are unpacked first. All keys are hashed into
+//!    a `Vec<u64>` in the same pass, and the key columns' nulls are merged.
+//! 2. [`KeyTable::intern`] maps one row's key to its slot through a
+//!    `hashbrown::HashTable<u32>` holding slot ids: the hash is the
+//!    precomputed one, equality compares with the slot's stored key (the
+//!    `u64`, or the row bytes in a [`ByteArena`]). A new key takes a slot from
+//!    the free list, or a new one.
+//! 3. [`KeyTable::free`] removes a slot's key from the table and puts the slot
+//!    on the free list; string key bytes become arena garbage, reclaimed by
+//!    [`KeyTable::maybe_compact`].
+//! 4. [`KeyTable::key_columns`] rebuilds the output key columns for a list of
+//!    slots (integers cast back to their input type with `arrow-cast`, rows
+//!    decoded by the `RowConverter`).
+
+use arrow_array::{cast::AsArray, types::*, Array, ArrayRef, Int64Array, UInt64Array};
+use arrow_buffer::NullBuffer;
+use arrow_cast::cast;
+use arrow_row::{RowConverter, RowParser, Rows, SortField};
+use arrow_schema::DataType;
+use hashbrown::hash_table::{Entry, HashTable};
+
+use super::{
+    arena::{ByteArena, ValueRef},
+    hash::{hash_bytes, hash_u64},
+    plan::KeyKind,
+};
+use crate::error::{Error, Result};
+
+/// Integer keys, widened to `u64`.
+#[derive(Debug)]
+struct IntKeys {
+    output_type: DataType,
+    slot_keys: Vec<u64>,
+    batch: Vec<u64>,
+}
+
+/// Encoded rows (strings, several columns), bytes in an arena.
+#[derive(Debug)]
+struct RowKeys {
+    output_types: Vec<DataType>,
+    converter: RowConverter,
+    parser: RowParser,
+    arena: ByteArena,
+    slot_keys: Vec<ValueRef>,
+    batch: Rows,
+}
+
+#[derive(Debug)]
+enum KeyStore {
+    Int(IntKeys),
+    Rows(RowKeys),
+}
+
+/// The key → slot table and the keys of the current batch.
+#[derive(Debug)]
+pub(crate) struct KeyTable {
+    table: HashTable<u32>,
+    slot_hashes: Vec<u64>,
+    in_use: Vec<bool>,
+    free: Vec<u32>,
+    store: KeyStore,
+    batch_hashes: Vec<u64>,
+    batch_nulls: Option<NullBuffer>,
+}
+
+impl KeyTable {
+    /// An empty table for keys of `kind`.
+    pub(crate) fn new(kind: &KeyKind) -> Result<Self> {
+        let store = match kind {
+            KeyKind::Int { output_type } => KeyStore::Int(IntKeys {
+                output_type: output_type.clone(),
+                slot_keys: Vec::new(),
+                batch: Vec::new(),
+            }),
+            KeyKind::Rows { output_types } => {
+                let fields = output_types.iter().map(|t| SortField::new(t.clone())).collect();
+                let converter =
+                    RowConverter::new(fields).map_err(Error::arrow("creating the key row converter"))?;
+                KeyStore::Rows(RowKeys {
+                    output_types: output_types.clone(),
+                    parser: converter.parser(),
+                    batch: converter.empty_rows(0, 0),
+                    converter,
+                    arena: ByteArena::default(),
+                    slot_keys: Vec::new(),
+                })
+            }
+        };
+        Ok(KeyTable {
+            table: HashTable::new(),
+            slot_hashes: Vec::new(),
+            in_use: Vec::new(),
+            free: Vec::new(),
+            store,
+            batch_hashes: Vec::new(),
+            batch_nulls: None,
+        })
+    }
+
+    /// Extracts and hashes the keys of one batch (`columns` in key order, of
+    /// the types validated at build time).
+    pub(crate) fn load_batch(&mut self, columns: &[&ArrayRef]) -> Result<()> {
+        self.batch_hashes.clear();
+        match &mut self.store {
+            KeyStore::Int(k) => {
+                let column = unpack(columns[0], &k.output_type)?;
+                self.batch_nulls = column.logical_nulls();
+                widen(&column, &mut k.batch)?;
+                self.batch_hashes.extend(k.batch.iter().map(|&v| hash_u64(v)));
+            }
+            KeyStore::Rows(k) => {
+                let mut unpacked = Vec::with_capacity(columns.len());
+                let mut nulls: Option<NullBuffer> = None;
+                for (column, output_type) in columns.iter().zip(&k.output_types) {
+                    let column = unpack(column, output_type)?;
+                    nulls = NullBuffer::union(nulls.as_ref(), column.logical_nulls().as_ref());
+                    unpacked.push(column);
+                }
+                self.batch_nulls = nulls;
+                k.batch.clear();
+                k.converter.append(&mut k.batch, &unpacked).map_err(Error::arrow("encoding key rows"))?;
+                self.batch_hashes.extend(k.batch.iter().map(|row| hash_bytes(row.data())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the key of `row` (of the loaded batch) has a null.
+    #[inline(always)]
+    pub(crate) fn is_null(&self, row: usize) -> bool {
+        self.batch_nulls.as_ref().is_some_and(|n| n.is_null(row))
+    }
+
+    /// The slot of the key of `row` (of the loaded batch), allocated if new.
+    #[inline]
+    pub(crate) fn intern(&mut self, row: usize) -> Result<u32> {
+        let hash = self.batch_hashes[row];
+        let KeyTable { table, slot_hashes, in_use, free, store, .. } = self;
+        let hasher = |&s: &u32| slot_hashes[s as usize];
+        match store {
+            KeyStore::Int(k) => {
+                let key = k.batch[row];
+                let slot_keys = &mut k.slot_keys;
+                match table.entry(hash, |&s| slot_keys[s as usize] == key, hasher) {
+                    Entry::Occupied(e) => Ok(*e.get()),
+                    Entry::Vacant(e) => {
+                        let slot = alloc(slot_hashes, in_use, free, hash)?;
+                        set(slot_keys, slot, key, 0);
+                        e.insert(slot);
+                        Ok(slot)
+                    }
+                }
+            }
+            KeyStore::Rows(k) => {
+                let bytes = k.batch.row(row).data();
+                let (arena, slot_keys) = (&mut k.arena, &mut k.slot_keys);
+                match table.entry(hash, |&s| arena.get(slot_keys[s as usize]) == bytes, hasher) {
+                    Entry::Occupied(e) => Ok(*e.get()),
+                    Entry::Vacant(e) => {
+                        let r = match arena.try_push(bytes) {
+                            Some(r) => r,
+                            None => {
+                                arena.compact(slot_keys.iter_mut());
+                                arena.try_push(bytes).ok_or(Error::StateTooLarge {
+                                    what: "the key arena",
+                                    limit: u64::from(u32::MAX),
+                                })?
+                            }
+                        };
+                        let slot = alloc(slot_hashes, in_use, free, hash)?;
+                        set(slot_keys, slot, r, ValueRef::ABSENT);
+                        e.insert(slot);
+                        Ok(slot)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes `slot`'s key; the slot will be reused.
+    pub(crate) fn free(&mut self, slot: u32) -> Result<()> {
+        let s = slot as usize;
+        if !self.in_use[s] {
+            return Err(Error::Internal(format!("freeing key slot {slot} twice")));
+        }
+        match self.table.find_entry(self.slot_hashes[s], |&x| x == slot) {
+            Ok(e) => {
+                e.remove();
+            }
+            Err(_) => return Err(Error::Internal(format!("key slot {slot} is not in the key table"))),
+        }
+        self.in_use[s] = false;
+        self.free.push(slot);
+        if let KeyStore::Rows(k) = &mut self.store {
+            k.arena.release(k.slot_keys[s]);
+            k.slot_keys[s] = ValueRef::ABSENT;
+        }
+        Ok(())
+    }
+
+    /// Frees every slot at once.
+    pub(crate) fn clear(&mut self) {
+        self.table.clear();
+        self.slot_hashes.clear();
+        self.in_use.clear();
+        self.free.clear();
+        match &mut self.store {
+            KeyStore::Int(k) => k.slot_keys.clear(),
+            KeyStore::Rows(k) => {
+                k.slot_keys.clear();
+                k.arena.clear();
+            }
+        }
+    }
+
+    /// Whether `slot` holds a key.
+    #[inline(always)]
+    pub(crate) fn in_use(&self, slot: u32) -> bool {
+        self.in_use[slot as usize]
+    }
+
+    /// One past the highest slot ever allocated (the per-slot vectors' length).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slot_hashes.len()
+    }
+
+    /// Compacts the key arena when garbage outweighs live key bytes.
+    pub(crate) fn maybe_compact(&mut self) {
+        if let KeyStore::Rows(k) = &mut self.store {
+            if k.arena.wants_compaction() {
+                k.arena.compact(k.slot_keys.iter_mut());
+            }
+        }
+    }
+
+    /// The output key columns for `slots`, in order.
+    pub(crate) fn key_columns(&self, slots: &[u32]) -> Result<Vec<ArrayRef>> {
+        match &self.store {
+            KeyStore::Int(k) => {
+                let keys = slots.iter().map(|&s| k.slot_keys[s as usize]);
+                let wide: ArrayRef = if k.output_type.is_signed_integer() {
+                    std::sync::Arc::new(Int64Array::from_iter_values(keys.map(|v| v as i64)))
+                } else {
+                    std::sync::Arc::new(UInt64Array::from_iter_values(keys))
+                };
+                Ok(vec![cast(&wide, &k.output_type).map_err(Error::arrow("casting integer keys back"))?])
+            }
+            KeyStore::Rows(k) => {
+                let rows = slots.iter().map(|&s| k.parser.parse(k.arena.get(k.slot_keys[s as usize])));
+                k.converter.convert_rows(rows).map_err(Error::arrow("decoding key rows"))
+            }
+        }
+    }
+
+    /// Approximate bytes held.
+    pub(crate) fn bytes_held(&self) -> usize {
+        let per_slot = self.slot_hashes.capacity() * 8 + self.in_use.capacity() + self.free.capacity() * 4;
+        let store = match &self.store {
+            KeyStore::Int(k) => k.slot_keys.capacity() * 8 + k.batch.capacity() * 8,
+            KeyStore::Rows(k) => {
+                k.slot_keys.capacity() * 8 + k.arena.capacity_bytes() + k.batch.size() + k.converter.size()
+            }
+        };
+        self.table.allocation_size() + per_slot + store + self.batch_hashes.capacity() * 8
+    }
+}
+
+/// Takes a slot from the free list, or a new one.
+fn alloc(slot_hashes: &mut Vec<u64>, in_use: &mut Vec<bool>, free: &mut Vec<u32>, hash: u64) -> Result<u32> {
+    if let Some(slot) = free.pop() {
+        slot_hashes[slot as usize] = hash;
+        in_use[slot as usize] = true;
+        return Ok(slot);
+    }
+    let slot = u32::try_from(slot_hashes.len())
+        .ok()
+        .filter(|&s| s < u32::MAX)
+        .ok_or(Error::StateTooLarge { what: "the key slots", limit: u64::from(u32::MAX) })?;
+    slot_hashes.push(hash);
+    in_use.push(true);
+    Ok(slot)
+}
+
+/// Stores `value` at `slot`, growing `v` with `fill` when the slot is new.
+#[inline(always)]
+fn set<T: Copy>(v: &mut Vec<T>, slot: u32, value: T, fill: T) {
+    let s = slot as usize;
+    if s >= v.len() {
+        v.resize(s + 1, fill);
+    }
+    v[s] = value;
+}
+
+/// A dictionary column cast to its value type; other columns as they are.
+fn unpack(column: &ArrayRef, output_type: &DataType) -> Result<ArrayRef> {
+    if column.data_type() == output_type {
+        Ok(column.clone())
+    } else {
+        cast(column, output_type).map_err(Error::arrow("unpacking a dictionary key column"))
+    }
+}
+
+/// Integer keys as `u64`: signed values keep their two's-complement bits.
+fn widen(column: &ArrayRef, out: &mut Vec<u64>) -> Result<()> {
+    fn fill<T: Copy>(out: &mut Vec<u64>, values: &[T], f: impl Fn(T) -> u64) {
+        out.clear();
+        out.extend(values.iter().map(|&v| f(v)));
+    }
+    match column.data_type() {
+        DataType::Int8 => fill(out, column.as_primitive::<Int8Type>().values(), |v| v as i64 as u64),
+        DataType::Int16 => fill(out, column.as_primitive::<Int16Type>().values(), |v| v as i64 as u64),
+        DataType::Int32 => fill(out, column.as_primitive::<Int32Type>().values(), |v| v as i64 as u64),
+        DataType::Int64 => fill(out, column.as_primitive::<Int64Type>().values(), |v| v as u64),
+        DataType::UInt8 => fill(out, column.as_primitive::<UInt8Type>().values(), u64::from),
+        DataType::UInt16 => fill(out, column.as_primitive::<UInt16Type>().values(), u64::from),
+        DataType::UInt32 => fill(out, column.as_primitive::<UInt32Type>().values(), u64::from),
+        DataType::UInt64 => fill(out, column.as_primitive::<UInt64Type>().values(), |v| v),
+        other => return Err(Error::Internal(format!("integer key of type {other}"))),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int32Array, Int8Array, StringArray};
+
+    use super::*;
+
+    #[test]
+    fn integer_keys_intern_to_dense_reused_slots() {
+        let mut t = KeyTable::new(&KeyKind::Int { output_type: DataType::Int8 }).unwrap();
+        let col: ArrayRef = Arc::new(Int8Array::from(vec![Some(-1), Some(5), Some(-1), None]));
+        t.load_batch(&[&col]).unwrap();
+        let slots: Vec<u32> = (0..3).map(|r| t.intern(r).unwrap()).collect();
+        assert_eq!(slots, [0, 1, 0]);
+        assert!(t.is_null(3) && !t.is_null(0));
+        let keys = t.key_columns(&[1, 0]).unwrap();
+        assert_eq!(keys[0].as_primitive::<Int8Type>().values(), &[5, -1]);
+        t.free(0).unwrap();
+        assert!(t.free(0).is_err());
+        assert_eq!(t.intern(1).unwrap(), 1);
+        assert_eq!(t.intern(0).unwrap(), 0, "the freed slot is reused");
+        assert_eq!(t.slot_count(), 2);
+    }
+
+    #[test]
+    fn multi_column_keys_go_through_rows() {
+        let kind = KeyKind::Rows { output_types: vec![DataType::Utf8, DataType::Int32] };
+        let mut t = KeyTable::new(&kind).unwrap();
+        let a: ArrayRef = Arc::new(StringArray::from(vec![Some("x"), Some("x"), Some("y"), Some("x")]));
+        let b: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), Some(2), Some(1), None]));
+        t.load_batch(&[&a, &b]).unwrap();
+        let slots: Vec<u32> = (0..3).map(|r| t.intern(r).unwrap()).collect();
+        assert_eq!(slots, [0, 1, 2]);
+        assert!(t.is_null(3));
+        t.load_batch(&[&a, &b]).unwrap();
+        assert_eq!(t.intern(2).unwrap(), 2);
+        let cols = t.key_columns(&[2, 1]).unwrap();
+        assert_eq!(cols[0].as_string::<i32>().value(0), "y");
+        assert_eq!(cols[1].as_primitive::<Int32Type>().values(), &[1, 2]);
+    }
+}

@@ -1,0 +1,179 @@
+//! The pipeline DSL: a builder that produces an inert, validated graph.
+//!
+//! Chains read top to bottom: each stage takes the previous stage's output.
+//! For DAGs, [`Pipeline::from`] points the chain at any output port
+//! (`"stage"` or `"stage.port"` for a branch's named outputs) and
+//! [`Pipeline::merge`] unions several outputs. References are resolved at
+//! [`Pipeline::build`], so they may name stages added later.
+
+use std::sync::Arc;
+
+use garner_columnar::{BatchSink, BatchSource};
+
+use crate::graph::NodeBody;
+use crate::stages::{AccumulateStage, Branch, Merge};
+use crate::{Ordering, PipelineGraph, PortRef, Result, StageFactory, StageKind};
+
+/// One or more output-port references: `"a"`, `["a", "b.hi"]`, a `Vec<String>`.
+pub trait IntoPorts {
+    /// The references.
+    fn into_ports(self) -> Vec<PortRef>;
+}
+
+impl IntoPorts for &str {
+    fn into_ports(self) -> Vec<PortRef> {
+        vec![PortRef::parse(self)]
+    }
+}
+
+impl IntoPorts for String {
+    fn into_ports(self) -> Vec<PortRef> {
+        vec![PortRef::parse(&self)]
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> IntoPorts for [S; N] {
+    fn into_ports(self) -> Vec<PortRef> {
+        self.iter().map(|s| PortRef::parse(s.as_ref())).collect()
+    }
+}
+
+impl<S: AsRef<str>> IntoPorts for Vec<S> {
+    fn into_ports(self) -> Vec<PortRef> {
+        self.iter().map(|s| PortRef::parse(s.as_ref())).collect()
+    }
+}
+
+impl<S: AsRef<str>> IntoPorts for &[S] {
+    fn into_ports(self) -> Vec<PortRef> {
+        self.iter().map(|s| PortRef::parse(s.as_ref())).collect()
+    }
+}
+
+pub(crate) struct PendingNode {
+    pub(crate) id: String,
+    pub(crate) kind: StageKind,
+    pub(crate) body: NodeBody,
+    pub(crate) inputs: Vec<PortRef>,
+    pub(crate) parallelism: Option<usize>,
+    pub(crate) ordering: Ordering,
+}
+
+/// Builds a [`PipelineGraph`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use garner_columnar::sink::CollectSink;
+/// use garner_columnar::source::MemorySource;
+/// use garner_engine::prelude::*;
+///
+/// let data = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 5, 9])) as _)]).unwrap();
+/// let (small, small_rows) = CollectSink::new();
+/// let (big, big_rows) = CollectSink::new();
+/// let graph = Pipeline::new("split")
+///     .source("read", MemorySource::try_from_batches(vec![data]).unwrap())
+///     .branch("by-size", Branch::new().route("big", col("x").gt(4)).otherwise("small"))
+///     .from("by-size.big").sink("big-out", big)
+///     .from("by-size.small").sink("small-out", small)
+///     .build()
+///     .unwrap();
+/// SyncEngine::new().run(graph, RunOptions::default()).unwrap();
+/// assert_eq!(big_rows.concat().unwrap().num_rows(), 2);
+/// assert_eq!(small_rows.concat().unwrap().num_rows(), 1);
+/// ```
+pub struct Pipeline {
+    pub(crate) name: String,
+    pub(crate) nodes: Vec<PendingNode>,
+    cursor: Vec<PortRef>,
+}
+
+impl Pipeline {
+    /// An empty pipeline.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), nodes: Vec::new(), cursor: Vec::new() }
+    }
+
+    fn push(mut self, id: String, kind: StageKind, body: NodeBody) -> Self {
+        let inputs = if kind == StageKind::Source { Vec::new() } else { std::mem::take(&mut self.cursor) };
+        self.cursor = match kind {
+            StageKind::Sink | StageKind::Branch => Vec::new(),
+            _ => vec![PortRef { stage: id.clone(), port: None }],
+        };
+        self.nodes.push(PendingNode {
+            id,
+            kind,
+            body,
+            inputs,
+            parallelism: None,
+            ordering: Ordering::Ordered,
+        });
+        self
+    }
+
+    /// Adds a source; the chain continues from it.
+    pub fn source(self, id: impl Into<String>, source: impl BatchSource + 'static) -> Self {
+        self.push(id.into(), StageKind::Source, NodeBody::Source(Box::new(source)))
+    }
+
+    /// Adds a stateless transform fed by the chain.
+    pub fn transform(self, id: impl Into<String>, stage: impl StageFactory + 'static) -> Self {
+        self.stage(id, StageKind::Transform, Arc::new(stage))
+    }
+
+    /// Adds an accumulator fed by the chain; its input edge is hash
+    /// partitioned on the key columns.
+    pub fn accumulate(self, id: impl Into<String>, acc: impl Into<AccumulateStage>) -> Self {
+        self.stage(id, StageKind::Accumulator, Arc::new(acc.into()))
+    }
+
+    /// Adds a branch fed by the chain. The chain then ends: continue with
+    /// [`from`](Self::from)`("id.port")` for each output.
+    pub fn branch(self, id: impl Into<String>, branch: Branch) -> Self {
+        self.stage(id, StageKind::Branch, Arc::new(branch))
+    }
+
+    /// Adds a union of `inputs`; the chain continues from it.
+    pub fn merge(self, id: impl Into<String>, inputs: impl IntoPorts) -> Self {
+        self.from(inputs).stage(id, StageKind::Merge, Arc::new(Merge))
+    }
+
+    /// Adds a sink fed by the chain; the chain ends.
+    pub fn sink(self, id: impl Into<String>, sink: impl BatchSink + 'static) -> Self {
+        self.push(id.into(), StageKind::Sink, NodeBody::Sink(Box::new(sink)))
+    }
+
+    /// Adds any stage of the given kind from a factory.
+    pub fn stage(self, id: impl Into<String>, kind: StageKind, factory: Arc<dyn StageFactory>) -> Self {
+        self.push(id.into(), kind, NodeBody::Stage(factory))
+    }
+
+    /// Points the chain at `inputs`: the next stage reads all of them.
+    pub fn from(mut self, inputs: impl IntoPorts) -> Self {
+        self.cursor = inputs.into_ports();
+        self
+    }
+
+    /// Sets how many instances a parallel engine runs of the last stage added.
+    pub fn parallelism(mut self, instances: usize) -> Self {
+        if let Some(n) = self.nodes.last_mut() {
+            n.parallelism = Some(instances.max(1));
+        }
+        self
+    }
+
+    /// Lets the last stage added receive its input in any order.
+    pub fn unordered(mut self) -> Self {
+        if let Some(n) = self.nodes.last_mut() {
+            n.ordering = Ordering::Unordered;
+        }
+        self
+    }
+
+    /// Validates the pipeline and returns the graph: acyclic, every port
+    /// connected, schemas compatible, key columns present and hashable.
+    /// Errors name the stage and the column.
+    pub fn build(self) -> Result<PipelineGraph> {
+        crate::validate::build(self)
+    }
+}

@@ -1,0 +1,85 @@
+//! What a run did, per stage.
+
+use std::time::Duration;
+
+use garner_accum::AccumStats;
+use garner_columnar::SinkSummary;
+
+use crate::StageKind;
+
+/// Figures of one stage over a run (summed over its instances).
+#[derive(Debug, Clone)]
+pub struct StageReport {
+    /// The stage id.
+    pub id: String,
+    /// Its kind.
+    pub kind: StageKind,
+    /// Instances that ran.
+    pub instances: usize,
+    /// Rows received (sources: 0).
+    pub rows_in: u64,
+    /// Rows emitted (sources: rows read; sinks: 0).
+    pub rows_out: u64,
+    /// Batches received.
+    pub batches_in: u64,
+    /// Batches emitted.
+    pub batches_out: u64,
+    /// Time spent inside the stage's own code.
+    pub busy: Duration,
+    /// Accumulator statistics, for accumulators.
+    pub accum: Option<AccumStats>,
+    /// What a sink wrote.
+    pub sink: Option<SinkSummary>,
+}
+
+impl StageReport {
+    pub(crate) fn new(id: &str, kind: StageKind) -> Self {
+        Self {
+            id: id.to_owned(),
+            kind,
+            instances: 1,
+            rows_in: 0,
+            rows_out: 0,
+            batches_in: 0,
+            batches_out: 0,
+            busy: Duration::ZERO,
+            accum: None,
+            sink: None,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The engine that ran it.
+    pub engine: &'static str,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// One report per stage, in the graph's order.
+    pub stages: Vec<StageReport>,
+}
+
+impl RunReport {
+    /// The report of stage `id`.
+    pub fn stage(&self, id: &str) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+
+    /// Rows read by all sources.
+    pub fn rows_in(&self) -> u64 {
+        self.stages.iter().filter(|s| s.kind == StageKind::Source).map(|s| s.rows_out).sum()
+    }
+
+    /// Rows written by all sinks.
+    pub fn rows_out(&self) -> u64 {
+        self.stages.iter().filter(|s| s.kind == StageKind::Sink).map(|s| s.rows_in).sum()
+    }
+
+    /// Source rows per second of wall-clock time.
+    pub fn rows_per_sec(&self) -> f64 {
+        self.rows_in() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}

@@ -1,0 +1,71 @@
+//! `garner run SPEC`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use garner::engine::exec::EngineKind;
+use garner::engine::{Progress, RunOptions};
+use garner::pools::ByteSize;
+
+use crate::display::{human, summary, LiveProgress};
+use crate::spec::{self, Spec};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The pipeline spec (TOML).
+    pub(crate) spec: PathBuf,
+    /// Engine to run with (overrides the spec's `engine`).
+    #[arg(long)]
+    pub(crate) engine: Option<String>,
+    /// Worker threads (overrides the spec's `threads`).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Memory budget, e.g. 256MiB (overrides the spec's `memory_budget`).
+    #[arg(long)]
+    pub(crate) memory_budget: Option<ByteSize>,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// Reads and checks a spec file; relative paths in it are relative to it.
+pub(crate) fn load_spec(path: &Path) -> Result<Spec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read spec {}", path.display()))?;
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    spec::parse(&text, &base).with_context(|| format!("invalid spec {}", path.display()))
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<()> {
+    let spec = load_spec(&args.spec)?;
+    let engine = match &args.engine {
+        Some(name) => name.parse::<EngineKind>()?,
+        None => spec.engine()?.unwrap_or(EngineKind::Sync),
+    };
+    let threads = args.threads.or(spec.pipeline.threads).unwrap_or(1).max(1);
+    let budget = args.memory_budget.or(spec.pipeline.memory_budget);
+    if let (Some(b), false) = (budget, args.quiet) {
+        eprintln!("note: memory budget {b} recorded; it is enforced once spilling is built (accumulators keep all state in memory for now)");
+    }
+    let graph = crate::plan::build(&spec)
+        .with_context(|| format!("cannot build pipeline from {}", args.spec.display()))?;
+    let progress = Arc::new(Progress::default());
+    let live = LiveProgress::start(progress.clone(), args.quiet);
+    let result = engine.create(threads).run(graph, RunOptions::default().with_progress(progress));
+    live.stop();
+    let report = result?;
+    if !args.quiet {
+        eprint!("{}", summary(&report));
+        eprintln!(
+            "{} rows in, {} rows out in {:.2}s ({} rows/s, engine {}), peak RSS {}",
+            report.rows_in(),
+            report.rows_out(),
+            report.elapsed.as_secs_f64(),
+            human(report.rows_per_sec() as u64),
+            report.engine,
+            crate::rss::peak_rss_text()
+        );
+    }
+    Ok(())
+}

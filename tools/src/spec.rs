@@ -1,0 +1,531 @@
+//! The TOML pipeline spec, parsed at the edge in two steps (ripgrep's
+//! low/high args): TOML → typed sections with every value checked, each
+//! error naming its key path (`stage[1].partial_flush_after`) and a hint.
+//! Nothing is opened here; `plan.rs` turns a checked spec into a pipeline.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use garner::columnar::Format;
+use garner::engine::exec::EngineKind;
+use garner::pools::ByteSize;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// A spec error: where (key path) and what.
+#[derive(Debug)]
+pub(crate) struct SpecError {
+    pub(crate) path: String,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError { path: path.into(), message: message.into() }
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PipelineSection {
+    pub(crate) name: Option<String>,
+    pub(crate) engine: Option<String>,
+    pub(crate) threads: Option<usize>,
+    pub(crate) memory_budget: Option<ByteSize>,
+}
+
+/// A duration written as `"250ms"`, `"10s"`, `"30m"`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (write e.g. \"250ms\", \"10s\", \"30m\")"
+            ))
+        })
+    }
+}
+
+/// One key column or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) path: PathBuf,
+    pub(crate) format: Option<String>,
+    pub(crate) batch_rows: Option<usize>,
+    /// CSV: whether the first line names the columns (default true).
+    pub(crate) has_header: Option<bool>,
+    /// CSV: field delimiter, one character (default ",").
+    pub(crate) delimiter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SinkSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Option<Vec<String>>,
+    pub(crate) path: PathBuf,
+    pub(crate) format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccumulateSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Option<Vec<String>>,
+    pub(crate) key: OneOrMany,
+    pub(crate) var_column: Option<String>,
+    pub(crate) value_column: Option<String>,
+    pub(crate) require: Vec<String>,
+    pub(crate) time: Option<TimeKind>,
+    pub(crate) time_column: Option<String>,
+    pub(crate) partial_flush_after: Option<Dur>,
+    pub(crate) max_latency: Option<Dur>,
+    pub(crate) on_repeat: Option<RepeatKind>,
+    pub(crate) spill: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TimeKind {
+    Event,
+    Processing,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RepeatKind {
+    KeepFirst,
+    KeepLast,
+}
+
+/// A literal in a filter or route: any TOML scalar.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Scalar {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+/// `column op value`, or a null check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Condition {
+    pub(crate) column: String,
+    pub(crate) op: Option<String>,
+    pub(crate) value: Option<Scalar>,
+    pub(crate) is_null: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilterSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Option<Vec<String>>,
+    pub(crate) column: String,
+    pub(crate) op: Option<String>,
+    pub(crate) value: Option<Scalar>,
+    pub(crate) is_null: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ColumnsSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Option<Vec<String>>,
+    pub(crate) columns: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MappingSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Option<Vec<String>>,
+    /// rename: old → new; cast: column → Arrow type name.
+    pub(crate) columns: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Route {
+    pub(crate) name: String,
+    pub(crate) column: String,
+    pub(crate) op: Option<String>,
+    pub(crate) value: Option<Scalar>,
+    pub(crate) is_null: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BranchSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Option<Vec<String>>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) otherwise: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MergeSpec {
+    pub(crate) id: String,
+    #[allow(dead_code)]
+    pub(crate) kind: String,
+    pub(crate) inputs: Vec<String>,
+}
+
+/// A stage, by kind.
+#[derive(Debug)]
+pub(crate) enum StageSpec {
+    Source(SourceSpec),
+    Sink(SinkSpec),
+    Accumulate(AccumulateSpec),
+    Filter(FilterSpec),
+    DropNulls(ColumnsSpec),
+    Select(ColumnsSpec),
+    Rename(MappingSpec),
+    Cast(MappingSpec),
+    Branch(BranchSpec),
+    Merge(MergeSpec),
+}
+
+pub(crate) const KINDS: &str =
+    "source, sink, accumulate, filter, drop_nulls, select, rename, cast, branch, merge";
+
+impl StageSpec {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            StageSpec::Source(s) => &s.id,
+            StageSpec::Sink(s) => &s.id,
+            StageSpec::Accumulate(s) => &s.id,
+            StageSpec::Filter(s) => &s.id,
+            StageSpec::DropNulls(s) | StageSpec::Select(s) => &s.id,
+            StageSpec::Rename(s) | StageSpec::Cast(s) => &s.id,
+            StageSpec::Branch(s) => &s.id,
+            StageSpec::Merge(s) => &s.id,
+        }
+    }
+
+    pub(crate) fn inputs(&self) -> Option<&[String]> {
+        match self {
+            StageSpec::Source(_) => None,
+            StageSpec::Sink(s) => s.inputs.as_deref(),
+            StageSpec::Accumulate(s) => s.inputs.as_deref(),
+            StageSpec::Filter(s) => s.inputs.as_deref(),
+            StageSpec::DropNulls(s) | StageSpec::Select(s) => s.inputs.as_deref(),
+            StageSpec::Rename(s) | StageSpec::Cast(s) => s.inputs.as_deref(),
+            StageSpec::Branch(s) => s.inputs.as_deref(),
+            StageSpec::Merge(s) => Some(&s.inputs),
+        }
+    }
+}
+
+/// A whole spec, with every value checked.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    pub(crate) pipeline: PipelineSection,
+    pub(crate) stages: Vec<StageSpec>,
+    /// The directory relative paths are resolved against.
+    pub(crate) base_dir: PathBuf,
+}
+
+impl Spec {
+    pub(crate) fn engine(&self) -> Result<Option<EngineKind>, SpecError> {
+        self.pipeline
+            .engine
+            .as_deref()
+            .map(|e| e.parse::<EngineKind>().map_err(|x| err("pipeline.engine", x.to_string())))
+            .transpose()
+    }
+
+    /// Resolves a spec path against the spec file's directory.
+    pub(crate) fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+fn typed<T: DeserializeOwned>(path: &str, value: toml::Value) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let full = if inner == "." || inner.is_empty() { path.to_owned() } else { format!("{path}.{inner}") };
+        err(full, e.into_inner().to_string())
+    })
+}
+
+/// Parses and checks a spec's text. `base_dir` is where relative paths start.
+pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Spec, SpecError> {
+    let mut table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| err("", format!("not valid TOML: {e}")))?;
+    if let Some(key) = table.keys().find(|k| *k != "pipeline" && *k != "stage") {
+        return Err(err(key.clone(), "unknown key (the spec has [pipeline] and [[stage]] sections)"));
+    }
+    let pipeline: PipelineSection = match table.remove("pipeline") {
+        Some(v) => typed("pipeline", v)?,
+        None => PipelineSection { name: None, engine: None, threads: None, memory_budget: None },
+    };
+    if pipeline.threads == Some(0) {
+        return Err(err("pipeline.threads", "must be at least 1"));
+    }
+    let stages = match table.remove("stage") {
+        Some(toml::Value::Array(items)) => items,
+        Some(_) => return Err(err("stage", "write stages as [[stage]] tables")),
+        None => {
+            return Err(err(
+                "stage",
+                "the spec has no [[stage]]: a pipeline needs at least a source and a sink",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(stages.len());
+    for (i, v) in stages.into_iter().enumerate() {
+        let path = format!("stage[{i}]");
+        let kind = match v.get("kind") {
+            Some(toml::Value::String(k)) => k.clone(),
+            Some(_) => return Err(err(format!("{path}.kind"), format!("must be a string, one of: {KINDS}"))),
+            None => return Err(err(format!("{path}.kind"), format!("missing; one of: {KINDS}"))),
+        };
+        let stage = match kind.as_str() {
+            "source" => StageSpec::Source(typed(&path, v)?),
+            "sink" => StageSpec::Sink(typed(&path, v)?),
+            "accumulate" => StageSpec::Accumulate(typed(&path, v)?),
+            "filter" => StageSpec::Filter(typed(&path, v)?),
+            "drop_nulls" => StageSpec::DropNulls(typed(&path, v)?),
+            "select" => StageSpec::Select(typed(&path, v)?),
+            "rename" => StageSpec::Rename(typed(&path, v)?),
+            "cast" => StageSpec::Cast(typed(&path, v)?),
+            "branch" => StageSpec::Branch(typed(&path, v)?),
+            "merge" => StageSpec::Merge(typed(&path, v)?),
+            other => {
+                return Err(err(
+                    format!("{path}.kind"),
+                    format!("unknown stage kind {other:?}; one of: {KINDS}"),
+                ))
+            }
+        };
+        check_stage(&path, &stage)?;
+        out.push(stage);
+    }
+    let spec = Spec { pipeline, stages: out, base_dir: base_dir.to_owned() };
+    spec.engine()?;
+    Ok(spec)
+}
+
+fn check_format(path: &str, format: Option<&str>, file: &Path) -> Result<Format, SpecError> {
+    match format {
+        Some(f) => f.parse::<Format>().map_err(|e| err(format!("{path}.format"), e.to_string())),
+        None => Format::from_path(file).ok_or_else(|| {
+            err(format!("{path}.format"), format!("missing, and the extension of {} does not tell: write format = \"ipc\" | \"parquet\" | \"csv\" | \"jsonl\"", file.display()))
+        }),
+    }
+}
+
+fn check_stage(path: &str, stage: &StageSpec) -> Result<(), SpecError> {
+    match stage {
+        StageSpec::Source(s) => {
+            check_format(path, s.format.as_deref(), &s.path)?;
+            if let Some(d) = &s.delimiter {
+                if d.len() != 1 {
+                    return Err(err(format!("{path}.delimiter"), "must be exactly one character"));
+                }
+            }
+            if s.batch_rows == Some(0) {
+                return Err(err(format!("{path}.batch_rows"), "must be at least 1"));
+            }
+        }
+        StageSpec::Sink(s) => {
+            check_format(path, s.format.as_deref(), &s.path)?;
+        }
+        StageSpec::Accumulate(a) => {
+            if a.require.is_empty() {
+                return Err(err(format!("{path}.require"), "name at least one variable"));
+            }
+            if a.time_column.is_some() && a.time == Some(TimeKind::Processing) {
+                return Err(err(format!("{path}.time_column"), "only used with time = \"event\""));
+            }
+        }
+        StageSpec::Filter(f) => check_condition(path, f.op.as_deref(), f.value.is_some(), f.is_null)?,
+        StageSpec::Branch(b) => {
+            if b.routes.is_empty() {
+                return Err(err(format!("{path}.routes"), "a branch needs at least one route"));
+            }
+            for (i, r) in b.routes.iter().enumerate() {
+                check_condition(
+                    &format!("{path}.routes[{i}]"),
+                    r.op.as_deref(),
+                    r.value.is_some(),
+                    r.is_null,
+                )?;
+            }
+        }
+        StageSpec::Merge(m) => {
+            if m.inputs.len() < 2 {
+                return Err(err(format!("{path}.inputs"), "a merge needs at least two inputs"));
+            }
+        }
+        StageSpec::DropNulls(c) | StageSpec::Select(c) => {
+            if c.columns.is_empty() {
+                return Err(err(format!("{path}.columns"), "name at least one column"));
+            }
+        }
+        StageSpec::Rename(_) => {}
+        StageSpec::Cast(c) => {
+            for (column, ty) in &c.columns {
+                ty.parse::<arrow_schema::DataType>().map_err(|e| {
+                    err(
+                        format!("{path}.columns.{column}"),
+                        format!("unknown Arrow type {ty:?}: {e} (e.g. \"Int64\", \"Utf8\", \"Float64\")"),
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_condition(
+    path: &str,
+    op: Option<&str>,
+    has_value: bool,
+    is_null: Option<bool>,
+) -> Result<(), SpecError> {
+    match (op, has_value, is_null) {
+        (Some(op), true, None) => {
+            garner::engine::CmpOp::parse(op).ok_or_else(|| {
+                err(format!("{path}.op"), format!("unknown operator {op:?}; one of = != < <= > >="))
+            })?;
+            Ok(())
+        }
+        (None, false, Some(_)) => Ok(()),
+        _ => Err(err(path, "write either `op` and `value` (a comparison) or `is_null = true|false`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[pipeline]
+name = "assemble"
+engine = "sync"
+threads = 2
+memory_budget = "512MiB"
+
+[[stage]]
+id = "read"
+kind = "source"
+format = "ipc"
+path = "fragments.arrow"
+
+[[stage]]
+id = "assemble"
+kind = "accumulate"
+key = ["subject_id"]
+var_column = "var"
+value_column = "value"
+require = ["id", "name", "riskClass", "limit"]
+time = "event"
+partial_flush_after = "10s"
+spill = true
+
+[[stage]]
+id = "write"
+kind = "sink"
+format = "parquet"
+path = "assembled.parquet"
+"#;
+
+    fn parse_err(text: &str) -> String {
+        parse(text, Path::new(".")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_design_spec_parses() {
+        let spec = parse(GOOD, Path::new("/data")).unwrap();
+        assert_eq!(spec.stages.len(), 3);
+        assert_eq!(spec.pipeline.memory_budget, Some(ByteSize::mib(512)));
+        assert_eq!(spec.resolve(Path::new("x.arrow")), Path::new("/data/x.arrow"));
+        match &spec.stages[1] {
+            StageSpec::Accumulate(a) => assert_eq!(a.partial_flush_after.unwrap().0, Duration::from_secs(10)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e =
+            parse_err(&GOOD.replace("partial_flush_after = \"10s\"", "partial_flush_after = \"10 parsecs\""));
+        assert!(e.starts_with("stage[1].partial_flush_after: invalid duration"), "{e}");
+        let e = parse_err(&GOOD.replace("spill = true", "spil = true"));
+        assert!(e.starts_with("stage[1].spil: unknown field `spil`, expected one of"), "{e}");
+        let e = parse_err(&GOOD.replace("kind = \"accumulate\"", "kind = \"acumulate\""));
+        assert!(e.starts_with("stage[1].kind: unknown stage kind \"acumulate\"; one of: source"), "{e}");
+        let e = parse_err(&GOOD.replace("threads = 2", "threads = \"two\""));
+        assert!(e.starts_with("pipeline.threads: invalid type"), "{e}");
+        let e = parse_err(&GOOD.replace("memory_budget = \"512MiB\"", "memory_budget = \"512 parsecs\""));
+        assert!(e.starts_with("pipeline.memory_budget: invalid size"), "{e}");
+        let e = parse_err(&GOOD.replace("engine = \"sync\"", "engine = \"warp\""));
+        assert!(e.starts_with("pipeline.engine: unknown engine `warp`"), "{e}");
+        let e = parse_err(&GOOD.replace("format = \"parquet\"", "format = \"xlsx\""));
+        assert!(e.starts_with("stage[2].format: unknown format"), "{e}");
+        let e = parse_err(
+            &GOOD.replace("require = [\"id\", \"name\", \"riskClass\", \"limit\"]", "require = []"),
+        );
+        assert!(e.starts_with("stage[1].require:"), "{e}");
+        let e = parse_err("[pipeline]\nname = \"x\"\n");
+        assert!(e.starts_with("stage: the spec has no [[stage]]"), "{e}");
+        let e = parse_err("[pipeline\n");
+        assert!(e.starts_with("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn conditions_need_op_and_value_or_a_null_check() {
+        let text = "[[stage]]\nid = \"f\"\nkind = \"filter\"\ncolumn = \"x\"\nop = \"~\"\nvalue = 3\n";
+        assert!(parse_err(text).starts_with("stage[0].op: unknown operator"));
+        let text = "[[stage]]\nid = \"f\"\nkind = \"filter\"\ncolumn = \"x\"\n";
+        assert!(parse_err(text).starts_with("stage[0]: write either"));
+    }
+}

@@ -1,0 +1,155 @@
+//! The `garner` binary end to end: gen → run → Parquet with one row per
+//! subject; bad specs and bad input give a clear error, a non-zero exit and
+//! no output file.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn garner(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_garner")).args(args).current_dir(dir).output().expect("runs garner")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SPEC: &str = r#"
+[pipeline]
+name = "assemble"
+engine = "sync"
+threads = 2
+memory_budget = "512MiB"
+
+[[stage]]
+id = "read"
+kind = "source"
+format = "ipc"
+path = "fragments.arrow"
+
+[[stage]]
+id = "assemble"
+kind = "accumulate"
+key = ["subject_id"]
+var_column = "var"
+value_column = "value"
+require = ["id", "name", "riskClass", "limit"]
+time = "event"
+partial_flush_after = "10s"
+spill = true
+
+[[stage]]
+id = "write"
+kind = "sink"
+format = "parquet"
+path = "assembled.parquet"
+"#;
+
+fn gen(dir: &Path, out: &str, format: &str) {
+    let o = garner(
+        &["gen", "--subjects", "2000", "--locality", "random", "--format", format, "--out", out, "--quiet"],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn run_spec(dir: &Path, spec: &str) -> Output {
+    std::fs::write(dir.join("p.toml"), spec).unwrap();
+    garner(&["run", "p.toml"], dir)
+}
+
+#[test]
+fn gen_then_run_the_design_spec_for_each_input_format() {
+    for (file, format) in
+        [("fragments.arrow", "ipc"), ("fragments.parquet", "parquet"), ("fragments.csv", "csv")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        gen(dir.path(), file, format);
+        let spec = SPEC
+            .replace("format = \"ipc\"", &format!("format = \"{format}\""))
+            .replace("fragments.arrow", file);
+        let o = run_spec(dir.path(), &spec);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("2000 rows out"), "{format}: one row per subject: {err}");
+        assert!(dir.path().join("assembled.parquet").exists());
+    }
+}
+
+#[test]
+fn graph_prints_mermaid_and_dot() {
+    let dir = tempfile::tempdir().unwrap();
+    gen(dir.path(), "fragments.arrow", "ipc");
+    std::fs::write(dir.path().join("p.toml"), SPEC).unwrap();
+    let o = garner(&["graph", "p.toml", "--format", "mermaid"], dir.path());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.starts_with("flowchart LR") && text.contains("hash(subject_id)"),
+        "{text}"
+    );
+    let o = garner(&["graph", "p.toml", "--format", "dot"], dir.path());
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("digraph"));
+    assert!(!dir.path().join("assembled.parquet").exists(), "drawing writes nothing");
+}
+
+/// Runs a spec expected to fail; returns stderr after checking the exit
+/// code and that no output file is left.
+fn fails(dir: &Path, spec: &str) -> String {
+    let o = run_spec(dir, spec);
+    assert!(!o.status.success(), "should fail");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("assembled") || n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    err
+}
+
+#[test]
+fn bad_specs_and_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+
+    let err = fails(d, &SPEC.replace("key = [\"subject_id\"]", "key = [\"subject\"]"));
+    assert!(err.contains("unknown column `subject`") && err.contains("stage[1]"), "{err}");
+
+    let err = fails(d, &SPEC.replace("kind = \"accumulate\"", "kind = \"acumulate\""));
+    assert!(err.contains("stage[1].kind: unknown stage kind \"acumulate\""), "{err}");
+
+    let err = fails(d, &SPEC.replace("fragments.arrow", "missing.arrow"));
+    assert!(err.contains("missing.arrow"), "{err}");
+
+    let err = fails(d, &SPEC.replace("partial_flush_after = \"10s\"", "partial_flush_after = 10"));
+    assert!(err.contains("stage[1].partial_flush_after"), "{err}");
+
+    let err = fails(d, &SPEC.replace("engine = \"sync\"", "engine = \"warp\""));
+    assert!(err.contains("pipeline.engine: unknown engine `warp`"), "{err}");
+
+    // A truncated IPC file.
+    let full = std::fs::read(d.join("fragments.arrow")).unwrap();
+    std::fs::write(d.join("cut.arrow"), &full[..full.len() / 2]).unwrap();
+    let err = fails(d, &SPEC.replace("fragments.arrow", "cut.arrow"));
+    assert!(err.contains("cut.arrow") && err.contains("invalid ipc input"), "{err}");
+
+    // A CSV row with too many fields, found while running.
+    std::fs::write(d.join("bad.csv"), "subject_id,var,value,ts\n1,id,a,1\n1,name,b,2,9\n").unwrap();
+    let spec = SPEC.replace("format = \"ipc\"", "format = \"csv\"").replace("fragments.arrow", "bad.csv");
+    let err = fails(d, &spec);
+    assert!(err.contains("bad.csv") && err.contains("line 3"), "{err}");
+
+    let o = garner(&["run", "nope.toml"], d);
+    assert!(!o.status.success() && stderr(&o).contains("cannot read spec nope.toml"));
+}
+
+#[test]
+fn unknown_engine_on_the_command_line_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.toml"), SPEC).unwrap();
+    let o = garner(&["run", "p.toml", "--engine", "steal"], dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown engine `steal`"), "{}", stderr(&o));
+}
