@@ -23,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         file.write(&batch)?;
     }
     file.finish()?;
+    file.commit()?;
 
     let graph = Pipeline::new("risk-assembly")
         .source("read", IpcFileSource::open(&input)?)

@@ -11,7 +11,7 @@
 //! ```
 //! use garner::workload::{Locality, WorkloadSpec};
 //! use garner::columnar::BatchSource;
-//! let mut source = WorkloadSpec { subjects: 1000, ..WorkloadSpec::default() }.source();
+//! let mut source = WorkloadSpec { subjects: 1000, ..WorkloadSpec::default() }.try_source().unwrap();
 //! let mut rows = 0;
 //! while let Some(batch) = source.next_batch().unwrap() {
 //!     rows += batch.num_rows();
@@ -49,6 +49,36 @@ pub enum KeyKind {
     /// `subject_id: Utf8`, an IRI such as `http://example.org/subject/42`.
     Iri,
 }
+
+/// Why a [`WorkloadSpec`] cannot be generated.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// [`Locality::Random`] shuffles 32-bit fragment ids (4 per subject):
+    /// at most [`WorkloadSpec::MAX_RANDOM_SUBJECTS`] subjects.
+    TooManySubjects {
+        /// Subjects asked for.
+        subjects: u64,
+        /// The most there can be.
+        max: u64,
+    },
+    /// `missing_rate` is not a share between 0 and 1.
+    MissingRate(f64),
+}
+
+impl std::fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkloadError::TooManySubjects { subjects, max } => write!(
+                f,
+                "{subjects} subjects is too many for random locality (at most {max}: fragment ids are shuffled as 32-bit numbers)"
+            ),
+            WorkloadError::MissingRate(r) => write!(f, "missing rate {r} is not between 0 and 1"),
+        }
+    }
+}
+
+impl std::error::Error for WorkloadError {}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -90,6 +120,25 @@ impl Default for WorkloadSpec {
 }
 
 impl WorkloadSpec {
+    /// The most subjects [`Locality::Random`] can shuffle: fragment ids
+    /// (`subject * 4 + variable`) are kept as `u32` to halve the shuffle's
+    /// memory.
+    pub const MAX_RANDOM_SUBJECTS: u64 = (u32::MAX / 4) as u64;
+
+    /// Checks that the spec can be generated.
+    pub fn validate(&self) -> Result<(), WorkloadError> {
+        if !(0.0..=1.0).contains(&self.missing_rate) {
+            return Err(WorkloadError::MissingRate(self.missing_rate));
+        }
+        if self.locality == Locality::Random && self.subjects > Self::MAX_RANDOM_SUBJECTS {
+            return Err(WorkloadError::TooManySubjects {
+                subjects: self.subjects,
+                max: Self::MAX_RANDOM_SUBJECTS,
+            });
+        }
+        Ok(())
+    }
+
     /// The schema of the fragments.
     pub fn schema(&self) -> SchemaRef {
         let key = match self.key {
@@ -112,9 +161,21 @@ impl WorkloadSpec {
         (unit < self.missing_rate).then_some((h % VARS.len() as u64) as usize)
     }
 
+    /// A source producing the fragments lazily, if the spec is valid (see
+    /// [`validate`](Self::validate)).
+    pub fn try_source(&self) -> Result<FragmentSource, WorkloadError> {
+        self.validate()?;
+        Ok(FragmentSource::new(self.clone()))
+    }
+
     /// A source producing the fragments lazily.
+    ///
+    /// # Panics
+    ///
+    /// If the spec is invalid (see [`validate`](Self::validate)); use
+    /// [`try_source`](Self::try_source) for specs from users.
     pub fn source(&self) -> FragmentSource {
-        FragmentSource::new(self.clone())
+        self.try_source().unwrap_or_else(|e| panic!("invalid workload: {e}"))
     }
 }
 
@@ -208,6 +269,7 @@ impl FragmentSource {
                     for s in 0..self.spec.subjects {
                         buf.clear();
                         self.fragments_of(s, &mut buf);
+                        // Fits: `validate` caps random locality at MAX_RANDOM_SUBJECTS.
                         all.extend(buf.iter().map(|&f| f as u32));
                     }
                     all.shuffle(&mut self.rng);
@@ -339,6 +401,24 @@ mod tests {
             }
         }
         assert!(first_last.values().all(|(a, b)| b - a < 400));
+    }
+
+    #[test]
+    fn too_many_subjects_for_random_locality_is_an_error_not_a_wrap() {
+        // Caught: fragment ids were cast to u32 and wrapped around,
+        // generating the wrong subjects.
+        let spec = WorkloadSpec {
+            subjects: WorkloadSpec::MAX_RANDOM_SUBJECTS + 1,
+            locality: Locality::Random,
+            ..Default::default()
+        };
+        let err = spec.try_source().err().expect("refused");
+        assert!(matches!(err, WorkloadError::TooManySubjects { .. }), "{err}");
+        assert!(err.to_string().contains("random locality"), "{err}");
+        let windowed = WorkloadSpec { locality: Locality::Window, ..spec };
+        assert_eq!(windowed.validate(), Ok(()), "window locality keeps u64 ids");
+        let bad_rate = WorkloadSpec { missing_rate: 1.5, ..Default::default() };
+        assert_eq!(bad_rate.validate(), Err(WorkloadError::MissingRate(1.5)));
     }
 
     #[test]

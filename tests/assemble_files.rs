@@ -22,6 +22,7 @@ fn write(spec: &WorkloadSpec, format: Format, path: &Path) {
         sink.write(&b).unwrap();
     }
     sink.finish().unwrap();
+    sink.commit().unwrap();
 }
 
 fn assemble(source: impl BatchSource + 'static, out: &Path) -> RunReport {

@@ -184,12 +184,23 @@ fn unknown_columns_name_stage_and_column() {
             .sink("w", sink())
             .build()
             .unwrap_err();
-        let missing = if key == "k" { var } else { key };
-        assert!(
-            matches!(err, Error::UnknownColumn { ref stage, ref column, .. } if stage == "assemble" && column == missing),
-            "{err}"
-        );
-        assert!(err.to_string().contains("available: k, f, var, value"), "{err}");
+        let (missing, role) = if key == "k" { (var, "var") } else { (key, "key") };
+        // The accumulator's own error is kept whole: it says which role the
+        // missing column plays.
+        let text = err.to_string();
+        match err {
+            Error::Stage { ref stage, ref source } => {
+                assert_eq!(stage, "assemble");
+                assert!(
+                    matches!(**source, Error::Accum(garner::accum::Error::UnknownColumn { ref column, role: r, .. })
+                        if column == missing && r == role),
+                    "{source}"
+                );
+            }
+            other => panic!("expected the accumulator's error: {other}"),
+        }
+        assert!(text.contains(&format!("no {role} column `{missing}`")), "{text}");
+        assert!(text.contains("available columns: [k, f, var, value]"), "{text}");
     }
 }
 
@@ -205,4 +216,93 @@ fn a_float_key_is_unhashable() {
         matches!(err, Error::UnhashableKey { ref stage, ref column, .. } if stage == "assemble" && column == "f"),
         "{err}"
     );
+}
+
+#[test]
+fn an_input_listed_twice_is_rejected() {
+    // Caught: `.from(["read", "read"])` fed every batch twice.
+    let err = Pipeline::new("p")
+        .source("read", source())
+        .from(["read", "read"])
+        .sink("w", sink())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidStage { ref stage, ref message } if stage == "w" && message == "input `read` is listed twice"),
+        "{err}"
+    );
+    let err = Pipeline::new("p")
+        .source("read", source())
+        .branch("split", Branch::new().route("hi", col("k").gt(1)).otherwise("lo"))
+        .merge("m", ["split.hi", "split.lo", "split.hi"])
+        .sink("w", sink())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("input `split.hi` is listed twice"), "{err}");
+}
+
+#[test]
+fn a_kind_that_does_not_fit_the_stage_is_invalid_not_internal() {
+    let select: Arc<dyn garner::engine::StageFactory> = Arc::new(Select::columns(["k"]));
+    for kind in [StageKind::Source, StageKind::Sink] {
+        let err = Pipeline::new("p")
+            .source("read", source())
+            .stage("odd", kind, select.clone())
+            .sink("w", sink())
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidStage { ref stage, .. } if stage == "odd"), "{kind:?}: {err}");
+    }
+    let err = Pipeline::new("p")
+        .source("read", source())
+        .stage("b", StageKind::Branch, Arc::new(Branch::new()))
+        .sink("w", sink())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidStage { ref stage, ref message } if stage == "b" && message.contains("at least one output")),
+        "{err}"
+    );
+    let two_ports = Branch::new().route("hi", col("k").gt(1)).otherwise("lo");
+    let err = Pipeline::new("p")
+        .source("read", source())
+        .stage("t", StageKind::Transform, Arc::new(two_ports))
+        .from("t.hi")
+        .sink("w", sink())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidStage { ref stage, .. } if stage == "t"), "{err}");
+}
+
+#[test]
+fn merging_a_nullable_and_a_non_nullable_version_of_a_schema_builds_and_runs() {
+    // Caught: merge inputs had to agree on nullability and metadata too.
+    use arrow_schema::{DataType, Field, Schema};
+    let batch = |nullable: bool| {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, nullable)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef]).unwrap()
+    };
+    let (collect, out) = CollectSink::new();
+    let graph = Pipeline::new("p")
+        .source("required", MemorySource::try_from_batches(vec![batch(false)]).unwrap())
+        .source("optional", MemorySource::try_from_batches(vec![batch(true)]).unwrap())
+        .merge("m", ["required", "optional"])
+        .transform("big", Filter::new(col("k").gt(1)))
+        .sink("w", collect)
+        .build()
+        .unwrap();
+    let merged = graph.node("m").unwrap().input_schema.clone().unwrap();
+    assert!(merged.field(0).is_nullable(), "nullable if any input is");
+    SyncEngine::new().run(graph, RunOptions::default()).unwrap();
+    assert_eq!(out.num_rows(), 2);
+
+    let err = Pipeline::new("p")
+        .source("a", MemorySource::try_from_batches(vec![batch(false)]).unwrap())
+        .source("b", source())
+        .transform("narrow", Select::columns(["f"]))
+        .merge("m", ["a", "narrow"])
+        .sink("w", sink())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::SchemaMismatch { .. }), "names and types must agree: {err}");
 }

@@ -54,6 +54,7 @@ fn a_truncated_ipc_file_is_an_error_not_a_panic() {
         sink.write(&b).unwrap();
     }
     sink.finish().unwrap();
+    sink.commit().unwrap();
     let full = std::fs::read(&path).unwrap();
     for cut in [0, 7, full.len() / 3, full.len() - 1] {
         std::fs::write(&path, &full[..cut]).unwrap();

@@ -29,5 +29,5 @@ pub mod varset;
 
 pub use error::{Error, Result};
 pub use stats::AccumStats;
-pub use time::{Millis, TimeMode};
+pub use time::{max_event_time, Millis, TimeMode};
 pub use varset::{EmitReason, KeyColumns, RepeatPolicy, VarSet, VarSetAssembler};

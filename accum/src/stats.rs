@@ -38,6 +38,20 @@ impl AccumStats {
     pub fn applied_fragments(&self) -> u64 {
         self.fragments_in - self.null_key_fragments - self.unknown_var_fragments
     }
+
+    /// Adds `other`'s counts: the figures of several instances (shards) of
+    /// one accumulator stage.
+    pub fn merge(&mut self, other: &AccumStats) {
+        self.fragments_in += other.fragments_in;
+        self.rows_out += other.rows_out;
+        self.complete += other.complete;
+        self.partial += other.partial;
+        self.active_keys += other.active_keys;
+        self.duplicate_fragments += other.duplicate_fragments;
+        self.unknown_var_fragments += other.unknown_var_fragments;
+        self.null_key_fragments += other.null_key_fragments;
+        self.bytes_held += other.bytes_held;
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +67,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.applied_fragments(), 5);
+    }
+
+    #[test]
+    fn merge_adds_every_count() {
+        let one = AccumStats {
+            fragments_in: 4,
+            complete: 1,
+            partial: 1,
+            active_keys: 2,
+            bytes_held: 10,
+            ..Default::default()
+        };
+        let mut sum = one.clone();
+        sum.merge(&one);
+        assert_eq!(
+            sum,
+            AccumStats {
+                fragments_in: 8,
+                complete: 2,
+                partial: 2,
+                active_keys: 4,
+                bytes_held: 20,
+                ..Default::default()
+            }
+        );
     }
 }

@@ -117,6 +117,22 @@ impl EventTimes {
     }
 }
 
+/// The latest event time in `column` (an `Int64` of milliseconds or an Arrow
+/// `Timestamp` of any unit), in milliseconds; `None` when every value is
+/// null or the column is empty. An engine that splits a batch over several
+/// accumulator instances passes this on, so each instance's watermark
+/// follows the whole input and not just its share of it.
+pub fn max_event_time(column: &ArrayRef) -> Result<Option<Millis>> {
+    if !is_time_type(column.data_type()) {
+        return Err(Error::Internal(format!(
+            "event-time column of type {} passed validation",
+            column.data_type()
+        )));
+    }
+    let times = EventTimes::from_column(column)?;
+    Ok((0..column.len()).filter_map(|row| times.time(row)).max())
+}
+
 fn convert(values: &ScalarBuffer<i64>, f: impl Fn(i64) -> i64) -> ScalarBuffer<i64> {
     values.iter().map(|&v| f(v)).collect::<Vec<_>>().into()
 }
@@ -134,6 +150,16 @@ mod tests {
     fn times(column: ArrayRef) -> Vec<Option<Millis>> {
         let t = EventTimes::from_column(&column).unwrap();
         (0..column.len()).map(|i| t.time(i)).collect()
+    }
+
+    #[test]
+    fn max_event_time_skips_nulls_and_converts_units() {
+        let c: ArrayRef = Arc::new(Int64Array::from(vec![Some(5), None, Some(9)]));
+        assert_eq!(max_event_time(&c).unwrap(), Some(9));
+        let c: ArrayRef = Arc::new(TimestampSecondArray::from(vec![2, 1]));
+        assert_eq!(max_event_time(&c).unwrap(), Some(2_000));
+        let c: ArrayRef = Arc::new(Int64Array::from(vec![None::<i64>]));
+        assert_eq!(max_event_time(&c).unwrap(), None);
     }
 
     #[test]

@@ -110,20 +110,22 @@ fn model(stream: &[Frag], ttl: Option<i64>) -> Vec<Row> {
     let mut open: BTreeMap<u64, Gen> = BTreeMap::new();
     let (mut out, mut arrival, mut watermark) = (Vec::new(), 0u64, i64::MIN);
     for (id, f) in stream.iter().enumerate() {
-        let (Some(key), true) = (f.key, f.var < 4) else { continue };
-        if open.get(&key).is_some_and(|g| f.time > g.deadline) {
-            out.push(row(key, &open.remove(&key).unwrap(), "ttl"));
-        }
-        let g = open.entry(key).or_insert_with(|| {
-            arrival += 1;
-            Gen { arrival, deadline: ttl.map_or(i64::MAX, |t| f.time + t), values: [None; 4] }
-        });
-        g.values[f.var].get_or_insert(id as i64);
-        if g.values.iter().all(Option::is_some) {
-            out.push(row(key, &open.remove(&key).unwrap(), "complete"));
+        // Ignored rows (null key, unknown var) still move the watermark.
+        if let (Some(key), true) = (f.key, f.var < 4) {
+            if open.get(&key).is_some_and(|g| f.time > g.deadline) {
+                out.push(row(key, &open.remove(&key).unwrap(), "ttl"));
+            }
+            let g = open.entry(key).or_insert_with(|| {
+                arrival += 1;
+                Gen { arrival, deadline: ttl.map_or(i64::MAX, |t| f.time + t), values: [None; 4] }
+            });
+            g.values[f.var].get_or_insert(id as i64);
+            if g.values.iter().all(Option::is_some) {
+                out.push(row(key, &open.remove(&key).unwrap(), "complete"));
+            }
         }
         watermark = watermark.max(f.time);
-        let due: Vec<u64> = open.iter().filter(|(_, g)| g.deadline <= watermark).map(|(k, _)| *k).collect();
+        let due: Vec<u64> = open.iter().filter(|(_, g)| g.deadline < watermark).map(|(k, _)| *k).collect();
         for key in due {
             out.push(row(key, &open.remove(&key).unwrap(), "ttl"));
         }

@@ -22,12 +22,12 @@ fn build(v: &VarSet) -> VarSetAssembler {
 }
 
 #[test]
-fn event_time_generations_expire_when_the_watermark_reaches_their_deadline() {
+fn event_time_generations_expire_once_the_watermark_passes_their_deadline() {
     let mut asm = build(&event_ttl());
     assert!(asm.push(&timed(&[(1, "a", "x", 0), (2, "a", "y", 50)]), 0).unwrap().is_none());
-    assert!(asm.push(&timed(&[(3, "a", "z", 99)]), 0).unwrap().is_none(), "deadline 100 not reached");
+    assert!(asm.push(&timed(&[(3, "a", "z", 100)]), 0).unwrap().is_none(), "deadline 100 not passed");
     assert_eq!(
-        out(asm.push(&timed(&[(3, "b", "w", 100)]), 0).unwrap()),
+        out(asm.push(&timed(&[(3, "b", "w", 101)]), 0).unwrap()),
         ["3 | z | w | 1.0 | [] | false | complete", "1 | x | null | 0.5 | [b] | false | ttl"]
     );
     assert_eq!(
@@ -172,9 +172,10 @@ fn timestamp_columns_are_read_in_their_unit() {
     };
     let mut asm = v.build(batch(vec![], vec![], vec![]).schema_ref()).unwrap();
     assert!(asm.push(&batch(vec![1, 2], vec!["a", "a"], vec![10, 11]), 0).unwrap().is_none());
+    assert!(asm.push(&batch(vec![3], vec!["a"], vec![12]), 0).unwrap().is_none(), "deadline 12 s not passed");
     assert_eq!(
-        out(asm.push(&batch(vec![3], vec!["a"], vec![12]), 0).unwrap()),
-        ["1 | v | null | 0.5 | [b] | false | ttl"]
+        out(asm.push(&batch(vec![3], vec!["b"], vec![13]), 0).unwrap()),
+        ["3 | v | v | 1.0 | [] | false | complete", "1 | v | null | 0.5 | [b] | false | ttl"]
     );
 }
 
@@ -184,8 +185,8 @@ fn processing_time_deadlines_fire_on_advance() {
     let mut asm = v.build(frags(&[]).schema_ref()).unwrap();
     assert!(asm.push(&frags(&[(1, "a", "x")]), 1_000).unwrap().is_none());
     assert!(asm.push(&frags(&[(2, "a", "y")]), 1_050).unwrap().is_none());
-    assert!(asm.advance(1_099).unwrap().is_none());
-    assert_eq!(out(asm.advance(1_100).unwrap()), ["1 | x | null | 0.5 | [b] | false | ttl"]);
+    assert!(asm.advance(1_100).unwrap().is_none(), "due once time is past the deadline");
+    assert_eq!(out(asm.advance(1_101).unwrap()), ["1 | x | null | 0.5 | [b] | false | ttl"]);
     assert_eq!(asm.resident_keys(), 1);
     // A push is checked against its own `now`: key 2 is due by 1 150.
     assert_eq!(
@@ -193,13 +194,13 @@ fn processing_time_deadlines_fire_on_advance() {
         ["2 | y | null | 0.5 | [b] | false | ttl"]
     );
     assert!(asm.advance(500).unwrap().is_none(), "time never runs backwards");
-    assert_eq!(out(asm.advance(1_300).unwrap()), ["3 | z | null | 0.5 | [b] | false | ttl"]);
+    assert_eq!(out(asm.advance(1_301).unwrap()), ["3 | z | null | 0.5 | [b] | false | ttl"]);
     let s = asm.stats();
     assert_eq!((s.partial, s.rows_out, s.active_keys), (3, 3, 0));
-    // A push with an earlier `now` happens at the latest time seen (1 300).
+    // A push with an earlier `now` happens at the latest time seen (1 301).
     assert!(asm.push(&frags(&[(4, "a", "late")]), 0).unwrap().is_none());
-    assert!(asm.advance(1_399).unwrap().is_none());
-    assert_eq!(out(asm.advance(1_400).unwrap()), ["4 | late | null | 0.5 | [b] | false | ttl"]);
+    assert!(asm.advance(1_401).unwrap().is_none());
+    assert_eq!(out(asm.advance(1_402).unwrap()), ["4 | late | null | 0.5 | [b] | false | ttl"]);
 }
 
 #[test]
@@ -207,7 +208,7 @@ fn the_shorter_of_ttl_and_max_latency_decides_and_names_the_reason() {
     let run = |v: VarSet| {
         let mut asm = v.require(["a", "b"]).build(frags(&[]).schema_ref()).unwrap();
         asm.push(&frags(&[(1, "a", "x")]), 0).unwrap();
-        (out(asm.advance(99).unwrap()), out(asm.advance(100).unwrap()))
+        (out(asm.advance(100).unwrap()), out(asm.advance(101).unwrap()))
     };
     let ms = Duration::from_millis;
     let (early, due) = run(VarSet::keyed("k").partial_flush_after(ms(200)).max_latency(ms(100)));
@@ -225,4 +226,15 @@ fn without_deadlines_keys_wait_for_the_end_of_input() {
     asm.push(&frags(&[(1, "a", "x")]), 0).unwrap();
     assert!(asm.advance(i64::MAX).unwrap().is_none());
     assert_eq!(lines(&asm.finish().unwrap().unwrap()), ["1 | x | null | 0.5 | [b] | false | end_of_input"]);
+}
+
+#[test]
+fn an_observed_watermark_expires_like_the_rows_that_carried_it() {
+    // A shard that sees only key 1 learns from the engine that the whole
+    // input reached t=200: key 1 (deadline 100) expires as it would have.
+    let mut asm = build(&event_ttl());
+    assert!(asm.push(&timed(&[(1, "a", "x", 0)]), 0).unwrap().is_none());
+    assert!(asm.observe_watermark(100).unwrap().is_none(), "not past the deadline yet");
+    assert_eq!(out(asm.observe_watermark(200).unwrap()), ["1 | x | null | 0.5 | [b] | false | ttl"]);
+    assert!(asm.observe_watermark(50).unwrap().is_none(), "a watermark never goes back");
 }

@@ -63,7 +63,13 @@ pub enum Error {
         /// Which sink.
         context: String,
     },
-    /// A sink was used after `finish` or `abort`.
+    /// A sink was committed before `finish` succeeded.
+    #[error("{context}: sink not finished (commit comes after a successful finish)")]
+    NotFinished {
+        /// Which sink.
+        context: String,
+    },
+    /// A sink was used after `finish`, `commit` or `abort`.
     #[error("{context}: sink already closed")]
     Closed {
         /// Which sink.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::sink::{BatchSink, CsvSink, IpcFileSink, IpcStreamSink, JsonlSink, ParquetSink};
 use crate::source::{
     BatchSource, CsvOptions, CsvSource, IpcFileSource, IpcStreamSource, JsonlOptions, JsonlSource,
-    ParquetSource,
+    ParquetSource, SourceOptions,
 };
 use crate::{Error, Result};
 
@@ -91,12 +91,39 @@ impl std::fmt::Display for Format {
 /// # Ok::<(), garner_columnar::Error>(())
 /// ```
 pub fn open_source(format: Format, path: &Path) -> Result<Box<dyn BatchSource>> {
+    open_source_with(format, path, &SourceOptions::default())
+}
+
+/// Opens `path` as a source of `format` with `options` (batch size for the
+/// formats that choose it, CSV header and delimiter).
+///
+/// ```no_run
+/// use std::path::Path;
+/// use garner_columnar::source::SourceOptions;
+/// use garner_columnar::{open_source_with, Format};
+///
+/// let mut options = SourceOptions { batch_rows: 65_536, ..SourceOptions::default() };
+/// options.csv.delimiter = b';';
+/// let source = open_source_with(Format::Csv, Path::new("events.csv"), &options)?;
+/// # Ok::<(), garner_columnar::Error>(())
+/// ```
+pub fn open_source_with(
+    format: Format,
+    path: &Path,
+    options: &SourceOptions,
+) -> Result<Box<dyn BatchSource>> {
+    let batch_rows = options.batch_rows.max(1);
     Ok(match format {
         Format::Ipc => Box::new(IpcFileSource::open(path)?),
         Format::IpcStream => Box::new(IpcStreamSource::open(path)?),
-        Format::Parquet => Box::new(ParquetSource::open(path)?),
-        Format::Csv => Box::new(CsvSource::open(path, CsvOptions::default())?),
-        Format::Jsonl => Box::new(JsonlSource::open(path, JsonlOptions::default())?),
+        Format::Parquet => Box::new(ParquetSource::open_with(path, batch_rows)?),
+        Format::Csv => {
+            Box::new(CsvSource::open(path, CsvOptions { batch_size: batch_rows, ..options.csv.clone() })?)
+        }
+        Format::Jsonl => Box::new(JsonlSource::open(
+            path,
+            JsonlOptions { batch_size: batch_rows, ..JsonlOptions::default() },
+        )?),
     })
 }
 
@@ -163,6 +190,8 @@ mod tests {
             sink.write(&batch).unwrap();
             let summary = sink.finish().unwrap();
             assert_eq!((summary.rows, summary.batches), (9, 1), "{format}");
+            assert!(!path.exists(), "{format}: finished but not yet committed");
+            sink.commit().unwrap();
             assert_eq!(entries(dir.path()), [file_name(format)], "{format}: only the target remains");
 
             let mut source = open_source(format, &path).unwrap();
@@ -214,11 +243,63 @@ mod tests {
             let err = sink.write(&other).unwrap_err();
             assert!(matches!(err, Error::SchemaMismatch { .. }), "{format}: {err}");
             assert!(err.to_string().contains(&file_name(format)), "{format}: {err}");
+            assert!(matches!(sink.commit(), Err(Error::NotFinished { .. })), "{format}");
             sink.write(&batch).unwrap();
             sink.finish().unwrap();
             assert!(matches!(sink.write(&batch), Err(Error::Closed { .. })), "{format}");
             assert!(matches!(sink.open(batch.schema()), Err(Error::Closed { .. })), "{format}");
+            assert!(matches!(sink.finish(), Err(Error::Closed { .. })), "{format}");
+            sink.commit().unwrap();
+            assert!(matches!(sink.commit(), Err(Error::Closed { .. })), "{format}");
+            sink.abort();
+            assert_eq!(
+                entries(dir.path()),
+                [file_name(format)],
+                "{format}: abort after commit keeps the file"
+            );
         }
+    }
+
+    #[test]
+    fn a_finished_sink_that_is_not_committed_leaves_nothing_behind() {
+        // What a run with two sinks does when the second fails to finish:
+        // the first, already finished, is aborted (or dropped).
+        let batch = project(&sample(0, 3), &FLAT);
+        for format in Format::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(file_name(format));
+
+            let mut sink = create_sink(format, &path).unwrap();
+            sink.open(batch.schema()).unwrap();
+            sink.write(&batch).unwrap();
+            sink.finish().unwrap();
+            assert_eq!(entries(dir.path()).len(), 1, "{format}: the finished temporary file");
+            assert!(!path.exists(), "{format}: not visible before commit");
+            sink.abort();
+            assert!(entries(dir.path()).is_empty(), "{format}: aborted after finish");
+            assert!(matches!(sink.commit(), Err(Error::Closed { .. })), "{format}");
+
+            let mut sink = create_sink(format, &path).unwrap();
+            sink.open(batch.schema()).unwrap();
+            sink.write(&batch).unwrap();
+            sink.finish().unwrap();
+            drop(sink);
+            assert!(entries(dir.path()).is_empty(), "{format}: dropped after finish");
+        }
+    }
+
+    #[test]
+    fn open_source_with_applies_batch_rows_and_csv_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("semi.csv");
+        std::fs::write(&path, "a;b\n1;x\n2;y\n3;z\n").unwrap();
+        let mut options = SourceOptions { batch_rows: 2, ..SourceOptions::default() };
+        options.csv.delimiter = b';';
+        let mut source = open_source_with(Format::Csv, &path, &options).unwrap();
+        assert_eq!(source.schema().fields().len(), 2, "split on ';'");
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| source.next_batch().unwrap()).map(|b| b.num_rows()).collect();
+        assert_eq!(sizes, [2, 1]);
     }
 
     #[test]
@@ -245,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn finishing_replaces_an_existing_file() {
+    fn committing_replaces_an_existing_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.csv");
         std::fs::write(&path, "old contents\n").unwrap();
@@ -253,8 +334,9 @@ mod tests {
         let mut sink = create_sink(Format::Csv, &path).unwrap();
         sink.open(batch.schema()).unwrap();
         sink.write(&batch).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old contents\n", "untouched until finish");
         sink.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old contents\n", "untouched until commit");
+        sink.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "id\n0\n");
     }
 }

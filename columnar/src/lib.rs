@@ -21,7 +21,7 @@ mod testdata;
 
 pub use batch::{Batch, BatchMeta, Cost, Headers, TimeRange, TraceContext, ROW_SEQ_BITS};
 pub use error::{Error, Result};
-pub use format::{create_sink, open_source, Format};
+pub use format::{create_sink, open_source, open_source_with, Format};
 pub use micro::{Coalescer, Splitter};
 pub use sink::{BatchSink, SinkSummary};
 pub use source::BatchSource;

@@ -96,5 +96,6 @@ pub(crate) fn write_samples(mut sink: impl crate::BatchSink, path: &std::path::P
         sink.write(batch).expect("write");
     }
     sink.finish().expect("finish");
+    sink.commit().expect("commit");
     std::fs::read(path).expect("written file")
 }

@@ -12,7 +12,7 @@ use garner_columnar::{BatchSink, BatchSource};
 
 use crate::graph::NodeBody;
 use crate::stages::{AccumulateStage, Branch, Merge};
-use crate::{Ordering, PipelineGraph, PortRef, Result, StageFactory, StageKind};
+use crate::{Ordering, ParallelismHint, PipelineGraph, PortRef, Result, StageFactory, StageKind};
 
 /// One or more output-port references: `"a"`, `["a", "b.hi"]`, a `Vec<String>`.
 pub trait IntoPorts {
@@ -57,6 +57,7 @@ pub(crate) struct PendingNode {
     pub(crate) inputs: Vec<PortRef>,
     pub(crate) parallelism: Option<usize>,
     pub(crate) ordering: Ordering,
+    pub(crate) hint: Option<ParallelismHint>,
 }
 
 /// Builds a [`PipelineGraph`].
@@ -107,6 +108,7 @@ impl Pipeline {
             inputs,
             parallelism: None,
             ordering: Ordering::Ordered,
+            hint: None,
         });
         self
     }
@@ -143,7 +145,10 @@ impl Pipeline {
         self.push(id.into(), StageKind::Sink, NodeBody::Sink(Box::new(sink)))
     }
 
-    /// Adds any stage of the given kind from a factory.
+    /// Adds any stage of the given kind from a factory. The kind must fit
+    /// the stage (`build` says [`Error::InvalidStage`](crate::Error::InvalidStage)
+    /// otherwise): not `Source` or `Sink`, a branch with at least one
+    /// output, any other kind with exactly one.
     pub fn stage(self, id: impl Into<String>, kind: StageKind, factory: Arc<dyn StageFactory>) -> Self {
         self.push(id.into(), kind, NodeBody::Stage(factory))
     }
@@ -158,6 +163,14 @@ impl Pipeline {
     pub fn parallelism(mut self, instances: usize) -> Self {
         if let Some(n) = self.nodes.last_mut() {
             n.parallelism = Some(instances.max(1));
+        }
+        self
+    }
+
+    /// Tells the engines what the last stage added spends its time on.
+    pub fn hint(mut self, hint: ParallelismHint) -> Self {
+        if let Some(n) = self.nodes.last_mut() {
+            n.hint = Some(hint);
         }
         self
     }

@@ -1,9 +1,10 @@
 //! Where a stage puts what it emits.
 
-use arrow_array::RecordBatch;
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_buffer::BooleanBuffer;
 use garner_columnar::{Batch, BatchMeta};
 
-use crate::Millis;
+use crate::{Error, Millis, Result};
 
 /// Collects a stage's output batches per output port; the engine routes
 /// them after the call returns. Empty batches are dropped here, so stages
@@ -43,6 +44,24 @@ impl Emitter {
         if batch.num_rows() > 0 {
             self.out.push((port, batch));
         }
+    }
+
+    /// Emits the rows of `batch` selected by `mask` on output port `port`:
+    /// the batch itself (no copy) when every row is selected, nothing when
+    /// none is, else the selected rows (what filters and branches do).
+    pub fn emit_selected(&mut self, port: usize, batch: &Batch, mask: &BooleanBuffer) -> Result<()> {
+        let selected = mask.count_set_bits();
+        if selected == batch.num_rows() {
+            self.emit_to(port, batch.clone());
+        } else if selected > 0 {
+            let data = arrow_select::filter::filter_record_batch(
+                &batch.data,
+                &BooleanArray::new(mask.clone(), None),
+            )
+            .map_err(|e| Error::arrow("selecting rows", e))?;
+            self.emit_to(port, batch.with_data(data));
+        }
+        Ok(())
     }
 
     /// Takes what was emitted, leaving the emitter empty and reusable.

@@ -87,7 +87,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A stage failed while running.
+    /// A stage rejected its configuration or input, or failed while running;
+    /// `source` says why (an accumulator's own error keeps the role of a
+    /// missing or mistyped column: key, var, value or time).
     #[error("stage `{stage}`: {source}")]
     Stage {
         /// The stage.
@@ -96,6 +98,17 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A stage panicked; the run was stopped.
+    #[error("stage `{stage}` panicked: {message}")]
+    Panicked {
+        /// The stage.
+        stage: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// The run was aborted by its handle.
+    #[error("the run was aborted")]
+    Aborted,
     /// Reading or writing data failed.
     #[error(transparent)]
     Columnar(#[from] garner_columnar::Error),
@@ -133,7 +146,22 @@ impl Error {
         Error::Arrow { context: context.into(), source }
     }
 
+    /// `column` is not in `schema`: names the stage (empty: filled in by
+    /// [`in_stage`](Self::in_stage)) and lists the columns there are.
+    pub(crate) fn unknown_column(stage: &str, column: &str, schema: &arrow_schema::Schema) -> Self {
+        Error::UnknownColumn {
+            stage: stage.to_owned(),
+            column: column.to_owned(),
+            available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        }
+    }
+
     /// Names `stage` as the place of this error, unless it already names one.
+    ///
+    /// An accumulator's errors are kept whole as the source of an
+    /// [`Error::Stage`]: its `UnknownColumn` and `BadColumnType` say which
+    /// role the column plays (`no time column `ts` in the input`), which
+    /// this crate's [`Error::UnknownColumn`] has no field for.
     pub fn in_stage(self, stage: &str) -> Self {
         let fill = |s: String| if s.is_empty() { stage.to_owned() } else { s };
         match self {
@@ -147,14 +175,55 @@ impl Error {
             Error::SchemaMismatch { stage: s, input, expected, found } => {
                 Error::SchemaMismatch { stage: fill(s), input, expected, found }
             }
-            e @ Error::Stage { .. } => e,
-            Error::Accum(garner_accum::Error::UnknownColumn { column, available, .. }) => {
-                Error::UnknownColumn { stage: stage.to_owned(), column, available }
-            }
+            e @ (Error::Stage { .. } | Error::Panicked { .. } | Error::Aborted) => e,
             Error::Accum(garner_accum::Error::UnhashableKey { column, data_type }) => {
                 Error::UnhashableKey { stage: stage.to_owned(), column, data_type: data_type.to_string() }
             }
             e => Error::Stage { stage: stage.to_owned(), source: Box::new(e) },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accumulator_column_error_keeps_its_role() {
+        // Caught: `in_stage` turned this into a plain "unknown column `ts`",
+        // hiding that `ts` is the (default) event-time column.
+        let e = Error::Accum(garner_accum::Error::UnknownColumn {
+            column: "ts".into(),
+            role: "time",
+            available: vec!["k".into(), "var".into()],
+        })
+        .in_stage("assemble");
+        assert_eq!(
+            e.to_string(),
+            "stage `assemble`: no time column `ts` in the input; available columns: [k, var]"
+        );
+        match e {
+            Error::Stage { stage, source } => {
+                assert_eq!(stage, "assemble");
+                assert!(matches!(
+                    *source,
+                    Error::Accum(garner_accum::Error::UnknownColumn { role: "time", .. })
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn in_stage_fills_an_empty_stage_and_keeps_a_named_one() {
+        let schema = arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "a",
+            arrow_schema::DataType::Int8,
+            true,
+        )]);
+        let e = Error::unknown_column("", "b", &schema).in_stage("f");
+        assert_eq!(e.to_string(), "stage `f`: unknown column `b` (available: a)");
+        let e = Error::unknown_column("g", "b", &schema).in_stage("f");
+        assert!(matches!(e, Error::UnknownColumn { ref stage, .. } if stage == "g"));
     }
 }

@@ -51,6 +51,32 @@ pub enum Ordering {
     Unordered,
 }
 
+/// What a stage mostly spends its time on: the hybrid engine places stages
+/// by it (see [`HybridEngine`](crate::HybridEngine)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParallelismHint {
+    /// Computation on batches (the default for transforms and merges).
+    CpuBound,
+    /// Waits on files, sockets or devices (the default for sources and sinks).
+    IoBound,
+    /// Holds keyed state (the default for accumulators).
+    Stateful,
+    /// Spreads rows over many outputs (the default for branches).
+    FanOut,
+}
+
+impl ParallelismHint {
+    /// The default hint of a stage kind.
+    pub fn default_for(kind: StageKind) -> Self {
+        match kind {
+            StageKind::Source | StageKind::Sink => ParallelismHint::IoBound,
+            StageKind::Accumulator => ParallelismHint::Stateful,
+            StageKind::Branch => ParallelismHint::FanOut,
+            StageKind::Transform | StageKind::Merge => ParallelismHint::CpuBound,
+        }
+    }
+}
+
 /// A reference to an output port: `stage` or `stage.port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PortRef {
@@ -92,8 +118,11 @@ pub struct Node {
     pub id: String,
     /// Its kind.
     pub kind: StageKind,
-    /// Instances a parallel engine should run (a hint; 1 for sources and sinks).
+    /// Instances a parallel engine should run (0: as many as it has
+    /// threads; always 1 for sources and sinks).
     pub parallelism: usize,
+    /// What the stage spends its time on.
+    pub hint: ParallelismHint,
     /// The schema it receives (none for sources).
     pub input_schema: Option<SchemaRef>,
     /// The schema it emits (none for sinks).

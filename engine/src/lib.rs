@@ -43,9 +43,14 @@ pub use builder::{IntoPorts, Pipeline};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
 pub use emitter::Emitter;
 pub use error::{Error, Result};
-pub use exec::{Engine, EngineKind, RunOptions, RunReport, StageReport, SyncEngine};
-pub use graph::{Edge, Node, NodeId, Ordering, Partitioning, PipelineGraph, PortRef, StageFactory};
-pub use predicate::{col, CmpOp, ColumnRef, Literal, Predicate};
+pub use exec::{
+    DataflowEngine, Engine, EngineKind, HybridEngine, RayonEngine, RunHandle, RunOptions, RunReport,
+    StageReport, StageSnapshot, StealEngine, SyncEngine,
+};
+pub use graph::{
+    Edge, Node, NodeId, Ordering, ParallelismHint, Partitioning, PipelineGraph, PortRef, StageFactory,
+};
+pub use predicate::{col, BoundPredicate, CmpOp, ColumnRef, Literal, Predicate};
 pub use progress::Progress;
 pub use stage::{Pressure, Stage, StageContext, StageKind};
 
@@ -54,7 +59,8 @@ pub mod prelude {
     pub use crate::stages::{AccumulateStage, Branch, Merge};
     pub use crate::transforms::{Cast, DropNulls, Filter, MapBatches, Rename, Select};
     pub use crate::{
-        col, Engine, Pipeline, PipelineGraph, Predicate, RunOptions, RunReport, Stage, SyncEngine,
+        col, DataflowEngine, Engine, HybridEngine, Pipeline, PipelineGraph, Predicate, RayonEngine,
+        RunOptions, RunReport, Stage, StealEngine, SyncEngine,
     };
     pub use garner_accum::{RepeatPolicy, TimeMode, VarSet};
 }

@@ -119,8 +119,27 @@ pub trait Stage: Send {
         Vec::new()
     }
 
+    /// The event-time column this stage keeps a watermark on, if any. When
+    /// a hash exchange splits batches over several instances, it stamps
+    /// every part with the watermark of the whole input so far
+    /// (`BatchMeta::watermark`), so that each instance's notion of time
+    /// follows all rows, not only its share.
+    fn event_time_column(&self) -> Option<String> {
+        None
+    }
+
     /// Accumulator statistics, for stages that hold keyed state.
     fn accum_stats(&self) -> Option<AccumStats> {
         None
+    }
+
+    /// Rows this instance discarded by design so far (a branch's rows that
+    /// matched no route and had no `otherwise` output), counted so nothing
+    /// is lost silently. Engines sum it over instances into
+    /// [`StageReport::rows_dropped`](crate::StageReport::rows_dropped) at the
+    /// end of a run. Rows filtered out by a [`Filter`](crate::transforms::Filter)
+    /// are its purpose, not drops, and are not counted here.
+    fn dropped_rows(&self) -> u64 {
+        0
     }
 }

@@ -2,12 +2,15 @@
 //! propagate schemas. Every error names the stage (and the column).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use arrow_schema::SchemaRef;
+use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::builder::PendingNode;
 use crate::graph::NodeBody;
-use crate::{Edge, Error, Node, NodeId, Partitioning, Pipeline, PipelineGraph, Result, StageKind};
+use crate::{
+    Edge, Error, Node, NodeId, ParallelismHint, Partitioning, Pipeline, PipelineGraph, Result, StageKind,
+};
 
 pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
     let Pipeline { name, nodes: pending, .. } = pipeline;
@@ -23,15 +26,18 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
         }
     }
 
-    // 2. Output ports, from a prototype of each stage.
-    let ports: Vec<Vec<String>> = pending
-        .iter()
-        .map(|n| match &n.body {
+    // 2. Output ports, from a prototype of each stage; the kind must fit
+    //    the body and its ports.
+    let mut ports: Vec<Vec<String>> = Vec::with_capacity(pending.len());
+    for n in &pending {
+        let p = match &n.body {
             NodeBody::Source(_) => vec!["out".to_owned()],
             NodeBody::Sink(_) => Vec::new(),
             NodeBody::Stage(f) => f.create(0).output_ports(),
-        })
-        .collect();
+        };
+        check_kind(n, &p)?;
+        ports.push(p);
+    }
 
     // 3. Resolve inputs into edges.
     let mut edges = Vec::new();
@@ -43,6 +49,7 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
                 hint: Some("a stage after a sink or a branch needs .from(\"stage\") or `inputs = [...]`"),
             });
         }
+        let first_edge = edges.len();
         for input in &n.inputs {
             let unknown = |what: String| Error::UnknownInput { stage: n.id.clone(), input: what };
             let &from = index.get(input.stage.as_str()).ok_or_else(|| unknown(input.to_string()))?;
@@ -61,6 +68,13 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
                     return Err(unknown(format!("{input} (name one of its outputs: {})", named.join(", "))));
                 }
             };
+            // The same port twice would feed every batch twice.
+            if edges[first_edge..].iter().any(|e: &Edge| e.from == from && e.from_port == from_port) {
+                return Err(Error::InvalidStage {
+                    stage: n.id.clone(),
+                    message: format!("input `{input}` is listed twice"),
+                });
+            }
             edges.push(Edge {
                 from,
                 from_port,
@@ -103,18 +117,15 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
             let s = out_schema[e.from]
                 .clone()
                 .ok_or_else(|| Error::Internal("producer without schema".into()))?;
-            match &input_schema {
-                None => input_schema = Some(s),
-                Some(first) if first.fields() != s.fields() => {
-                    return Err(Error::SchemaMismatch {
-                        stage: n.id.clone(),
-                        input: nodes_id(&nodes, &parts, e.from),
-                        expected: schema_str(first),
-                        found: schema_str(&s),
-                    });
-                }
-                Some(_) => {}
-            }
+            input_schema = Some(match input_schema {
+                None => s,
+                Some(merged) => union_schema(&merged, &s).ok_or_else(|| Error::SchemaMismatch {
+                    stage: n.id.clone(),
+                    input: nodes_id(&nodes, &parts, e.from),
+                    expected: schema_str(&merged),
+                    found: schema_str(&s),
+                })?,
+            });
         }
         let mut key_columns = Vec::new();
         let output_schema = match &n.body {
@@ -137,6 +148,7 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
             id: n.id,
             kind: n.kind,
             parallelism,
+            hint: n.hint.unwrap_or(ParallelismHint::default_for(n.kind)),
             input_schema,
             output_schema,
             output_ports: ports[i].clone(),
@@ -157,12 +169,80 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
     Ok(PipelineGraph { name, nodes, edges, topo })
 }
 
+/// A node's kind must fit its body (a source, a sink, or a stage factory)
+/// and the stage's output ports.
+fn check_kind(n: &PendingNode, ports: &[String]) -> Result<()> {
+    let invalid = |message: String| Err(Error::InvalidStage { stage: n.id.clone(), message });
+    let kind = n.kind.name();
+    let (fits, body) = match &n.body {
+        NodeBody::Source(_) => (n.kind == StageKind::Source, "a source"),
+        NodeBody::Sink(_) => (n.kind == StageKind::Sink, "a sink"),
+        NodeBody::Stage(_) => (!matches!(n.kind, StageKind::Source | StageKind::Sink), "a stage"),
+    };
+    if !fits {
+        return invalid(format!(
+            "kind `{kind}` does not fit {body}: add sources with .source, sinks with .sink, \
+             and stages with .transform, .accumulate, .branch, .merge or .stage"
+        ));
+    }
+    match n.kind {
+        StageKind::Branch if ports.is_empty() => {
+            invalid("a branch needs at least one output (a route or `otherwise`)".into())
+        }
+        StageKind::Transform | StageKind::Accumulator | StageKind::Merge if ports.len() != 1 => {
+            invalid(format!(
+                "a stage of kind `{kind}` has one output; this one has {} ({}): add it as a branch",
+                ports.len(),
+                ports.join(", ")
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The schema a stage with inputs of schemas `a` and `b` receives: the same
+/// field names and types in the same order; a field is nullable if it is in
+/// either, and carries the metadata of both (`a`'s value where they
+/// disagree). `None` if names or types differ.
+fn union_schema(a: &SchemaRef, b: &SchemaRef) -> Option<SchemaRef> {
+    if a.fields() == b.fields() {
+        return Some(a.clone());
+    }
+    if a.fields().len() != b.fields().len() {
+        return None;
+    }
+    let fields = a
+        .fields()
+        .iter()
+        .zip(b.fields())
+        .map(|(x, y)| {
+            if x.name() != y.name() || x.data_type() != y.data_type() {
+                return None;
+            }
+            let mut metadata = y.metadata().clone();
+            metadata.extend(x.metadata().iter().map(|(k, v)| (k.clone(), v.clone())));
+            Some(x.as_ref().clone().with_nullable(x.is_nullable() || y.is_nullable()).with_metadata(metadata))
+        })
+        .collect::<Option<Vec<Field>>>()?;
+    Some(Arc::new(Schema::new_with_metadata(fields, a.metadata().clone())))
+}
+
 fn nodes_id(nodes: &[Option<Node>], parts: &[Option<PendingNode>], i: NodeId) -> String {
     nodes[i]
         .as_ref()
         .map(|n| n.id.clone())
         .or_else(|| parts[i].as_ref().map(|p| p.id.clone()))
         .unwrap_or_default()
+}
+
+/// Whether batches of schema `b` may stand where `a` was resolved: the same
+/// field names and types in the same order (nullability and metadata aside,
+/// so the inputs of a merge agree).
+pub(crate) fn same_columns(a: &SchemaRef, b: &SchemaRef) -> bool {
+    let (x, y) = (a.fields(), b.fields());
+    Arc::ptr_eq(a, b)
+        || (x.len() == y.len()
+            && x.iter().zip(y).all(|(f, g)| f.name() == g.name() && f.data_type() == g.data_type()))
 }
 
 pub(crate) fn schema_str(schema: &SchemaRef) -> String {

@@ -41,9 +41,12 @@ pub(crate) struct DemoArgs {
 
 pub(crate) fn demo(args: DemoArgs) -> Result<()> {
     let engine: EngineKind = args.engine.parse()?;
-    anyhow::ensure!((0.0..=1.0).contains(&args.missing_rate), "--missing-rate must be between 0 and 1");
+    anyhow::ensure!(args.threads > 0, "--threads: must be at least 1");
+    anyhow::ensure!(args.subjects > 0, "--subjects must be at least 1");
     let workload =
         WorkloadSpec { subjects: args.subjects, missing_rate: args.missing_rate, ..WorkloadSpec::default() };
+    // The same checks as `garner gen` (subjects, missing rate).
+    let source = workload.try_source().context("invalid --subjects or --missing-rate")?;
     let expected_partial =
         (0..workload.subjects).filter(|&s| workload.missing_var(s).is_some()).count() as u64;
     std::fs::create_dir_all(&args.out_dir)
@@ -51,7 +54,7 @@ pub(crate) fn demo(args: DemoArgs) -> Result<()> {
     let out = args.out_dir.join("assembled.parquet");
 
     let graph = Pipeline::new("demo-assemble")
-        .source("generate", workload.source())
+        .source("generate", source)
         .accumulate(
             "assemble",
             VarSet::keyed("subject_id")

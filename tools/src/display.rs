@@ -96,6 +96,11 @@ pub(crate) fn summary(report: &RunReport) -> String {
             },
             _ => String::new(),
         };
+        let notes = match (s.rows_dropped, notes.is_empty()) {
+            (0, _) => notes,
+            (n, true) => format!("{n} dropped (no route matched)"),
+            (n, false) => format!("{notes}, {n} dropped (no route matched)"),
+        };
         let (rows_in, batches) = match s.kind {
             StageKind::Source => ("-".to_owned(), s.batches_out),
             _ => (s.rows_in.to_string(), s.batches_in),
@@ -133,4 +138,33 @@ pub(crate) fn summary(report: &RunReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+    use garner::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_summary_notes_rows_a_branch_dropped() {
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 5, 9])) as ArrayRef)])
+                .unwrap();
+        let graph = Pipeline::new("p")
+            .source("read", MemorySource::try_from_batches(vec![batch]).unwrap())
+            .branch("split", Branch::new().route("big", col("x").gt(4)))
+            .from("split.big")
+            .sink("write", CollectSink::new().0)
+            .build()
+            .unwrap();
+        let report = SyncEngine::new().run(graph, RunOptions::default()).unwrap();
+        let text = summary(&report);
+        let line = text.lines().find(|l| l.starts_with("split")).unwrap();
+        assert!(line.ends_with("1 dropped (no route matched)"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("read") && l.contains("dropped")), "{text}");
+    }
 }

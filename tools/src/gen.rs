@@ -65,14 +65,8 @@ pub(crate) struct GenArgs {
 
 impl GenArgs {
     pub(crate) fn workload(&self) -> Result<WorkloadSpec> {
-        anyhow::ensure!((0.0..=1.0).contains(&self.missing_rate), "--missing-rate must be between 0 and 1");
         anyhow::ensure!(self.subjects > 0, "--subjects must be at least 1");
-        anyhow::ensure!(
-            self.subjects <= (u32::MAX / 4) as u64,
-            "--subjects must be at most {}",
-            u32::MAX / 4
-        );
-        Ok(WorkloadSpec {
+        let spec = WorkloadSpec {
             subjects: self.subjects,
             missing_rate: self.missing_rate,
             locality: match self.locality {
@@ -88,7 +82,9 @@ impl GenArgs {
             batch_rows: self.batch_rows.max(1),
             seed: self.seed,
             ..WorkloadSpec::default()
-        })
+        };
+        spec.validate().context("invalid --subjects or --missing-rate")?;
+        Ok(spec)
     }
 }
 
@@ -100,7 +96,7 @@ pub(crate) fn gen(args: GenArgs) -> Result<()> {
             .with_context(|| format!("cannot tell the format of {}: pass --format", args.out.display()))?,
     };
     let started = Instant::now();
-    let mut source = workload.source();
+    let mut source = workload.try_source()?;
     let mut sink = garner::columnar::sink::create_sink(format, &args.out)?;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -121,6 +117,7 @@ pub(crate) fn gen(args: GenArgs) -> Result<()> {
             bar.set_position(rows);
         }
         sink.finish()?;
+        sink.commit()?;
         Ok(rows)
     })();
     bar.finish_and_clear();

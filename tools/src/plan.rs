@@ -1,19 +1,25 @@
 //! A checked spec → a validated pipeline graph: sources are opened, sinks
-//! created (a temporary file, renamed into place only when the run
+//! created (a temporary file, renamed into place only when the whole run
 //! succeeds), stages connected in file order unless `inputs` says otherwise.
 
-use anyhow::{anyhow, Context, Result};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
 use garner::accum::{RepeatPolicy, TimeMode, VarSet};
-use garner::columnar::source::{
-    CsvOptions, CsvSource, IpcFileSource, IpcStreamSource, JsonlOptions, JsonlSource, ParquetSource,
-};
-use garner::columnar::{BatchSource, Format};
+use garner::columnar::sink::create_sink;
+use garner::columnar::source::{CsvOptions, SourceOptions};
+use garner::columnar::{open_source_with, BatchSource};
 use garner::engine::stages::Branch;
 use garner::engine::transforms::{Cast, DropNulls, Filter, Rename, Select};
 use garner::engine::{col, CmpOp, Literal, Pipeline, PipelineGraph, Predicate};
 
-use crate::spec::{Condition, RepeatKind, Scalar, SourceSpec, Spec, StageSpec, TimeKind};
+use crate::spec::{
+    AccumulateSpec, Condition, OneOrMany, RepeatKind, Scalar, SourceSpec, Spec, StageSpec, TimeKind,
+    DEFAULT_TIME_COLUMN,
+};
 
+/// Rows per batch for the sources that cut their own (Parquet, CSV, JSON
+/// lines), unless a stage sets `batch_rows`.
 const DEFAULT_BATCH_ROWS: usize = 65_536;
 
 fn literal(s: &Scalar) -> Literal {
@@ -25,61 +31,42 @@ fn literal(s: &Scalar) -> Literal {
     }
 }
 
-/// The predicate of a checked condition.
-fn predicate(c: &Condition) -> Predicate {
-    match (&c.op, &c.value, c.is_null) {
+/// The predicate of a checked condition (a filter's or a branch route's).
+fn predicate(c: Condition<'_>) -> Predicate {
+    match (c.op, c.value, c.is_null) {
         (Some(op), Some(v), _) => {
             let op = CmpOp::parse(op).expect("checked by spec::parse");
-            Predicate::Cmp { column: c.column.clone(), op, value: literal(v) }
+            Predicate::Cmp { column: c.column.to_owned(), op, value: literal(v) }
         }
-        (_, _, Some(true)) => col(&c.column).is_null(),
-        _ => col(&c.column).is_not_null(),
+        (_, _, Some(true)) => col(c.column).is_null(),
+        _ => col(c.column).is_not_null(),
     }
 }
 
 fn open_source(spec: &Spec, s: &SourceSpec) -> Result<Box<dyn BatchSource>> {
-    let path = spec.resolve(&s.path);
-    let format = match &s.format {
-        Some(f) => f.parse::<Format>()?,
-        None => {
-            Format::from_path(&path).ok_or_else(|| anyhow!("cannot tell the format of {}", path.display()))?
-        }
+    let csv = CsvOptions {
+        has_header: s.has_header.unwrap_or(true),
+        // Checked by spec::parse: one ASCII character.
+        delimiter: s.delimiter.as_deref().map_or(b',', |d| d.as_bytes()[0]),
+        ..CsvOptions::default()
     };
-    let batch_rows = s.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
-    let source: Box<dyn BatchSource> = match format {
-        Format::Ipc => Box::new(IpcFileSource::open(&path)?),
-        Format::IpcStream => Box::new(IpcStreamSource::open(&path)?),
-        Format::Parquet => Box::new(ParquetSource::open_with(&path, batch_rows)?),
-        Format::Csv => {
-            let options = CsvOptions {
-                has_header: s.has_header.unwrap_or(true),
-                delimiter: s.delimiter.as_deref().map(|d| d.as_bytes()[0]).unwrap_or(b','),
-                batch_size: batch_rows,
-                ..CsvOptions::default()
-            };
-            Box::new(CsvSource::open(&path, options)?)
-        }
-        Format::Jsonl => Box::new(JsonlSource::open(
-            &path,
-            JsonlOptions { batch_size: batch_rows, ..JsonlOptions::default() },
-        )?),
-    };
-    Ok(source)
+    let options = SourceOptions { batch_rows: s.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS), csv };
+    Ok(open_source_with(s.format(), &spec.resolve(&s.path), &options)?)
 }
 
-fn varset(a: &crate::spec::AccumulateSpec) -> VarSet {
+fn varset(a: &AccumulateSpec) -> VarSet {
     let key = match &a.key {
-        crate::spec::OneOrMany::One(k) => vec![k.clone()],
-        crate::spec::OneOrMany::Many(k) => k.clone(),
+        OneOrMany::One(k) => vec![k.clone()],
+        OneOrMany::Many(k) => k.clone(),
     };
     let mut v = VarSet::keyed(key)
         .var_column(a.var_column.clone().unwrap_or_else(|| "var".into()))
         .value_column(a.value_column.clone().unwrap_or_else(|| "value".into()))
         .require(a.require.iter().cloned());
-    v = match a.time.unwrap_or(TimeKind::Processing) {
-        TimeKind::Event => {
-            v.time(TimeMode::Event { column: a.time_column.clone().unwrap_or_else(|| "ts".into()) })
-        }
+    v = match a.time_kind() {
+        TimeKind::Event => v.time(TimeMode::Event {
+            column: a.time_column.clone().unwrap_or_else(|| DEFAULT_TIME_COLUMN.into()),
+        }),
         TimeKind::Processing => v.time(TimeMode::Processing),
     };
     if let Some(d) = a.partial_flush_after {
@@ -97,57 +84,82 @@ fn varset(a: &crate::spec::AccumulateSpec) -> VarSet {
     v.spill_on_pressure(a.spill.unwrap_or(false))
 }
 
-/// Builds the graph. Errors name the stage (`stage[1] (assemble)`).
+/// `path` as the file system names it, so `out.csv` and `./out.csv` compare
+/// equal: canonical when it exists, else its canonical directory and name.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned()).join(name)
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// No two sinks write one file, and no sink writes a source's file: the run
+/// would overwrite one output with another, or its own input.
+fn check_paths(spec: &Spec) -> Result<()> {
+    // (stage index, id, is a sink, file)
+    let mut files: Vec<(usize, &str, bool, PathBuf)> = Vec::new();
+    for (i, stage) in spec.stages.iter().enumerate() {
+        let (id, path, sink) = match stage {
+            StageSpec::Source(s) => (s.id.as_str(), &s.path, false),
+            StageSpec::Sink(s) => (s.id.as_str(), &s.path, true),
+            _ => continue,
+        };
+        let file = canonical(&spec.resolve(path));
+        let clash = files.iter().find(|(_, _, other_sink, f)| (sink || *other_sink) && *f == file);
+        if let Some((j, other, other_sink, _)) = clash {
+            let (this, that) = match (sink, other_sink) {
+                (true, true) => {
+                    (format!("sink `{id}`"), format!("sink `{other}` (stage[{j}]) writes it too"))
+                }
+                (true, false) => {
+                    (format!("sink `{id}`"), format!("it is the input of source `{other}` (stage[{j}])"))
+                }
+                _ => (format!("source `{id}`"), format!("sink `{other}` (stage[{j}]) writes it")),
+            };
+            bail!("stage[{i}].path: {this} uses {}, but {that}", path.display());
+        }
+        files.push((i, id, sink, file));
+    }
+    Ok(())
+}
+
+/// Builds the graph. Errors name the stage (`stage[1]: ...`) or the key
+/// (`stage[0].path: ...`).
 pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
+    check_paths(spec)?;
     let name = spec.pipeline.name.clone().unwrap_or_else(|| "pipeline".into());
     let mut p = Pipeline::new(name);
     for (i, stage) in spec.stages.iter().enumerate() {
-        let at = || format!("stage[{i}] ({})", stage.id());
+        let at_path = || format!("stage[{i}].path");
         if let Some(inputs) = stage.inputs() {
             p = p.from(inputs.to_vec());
         }
         p = match stage {
-            StageSpec::Source(s) => p.source(&s.id, open_source(spec, s).with_context(at)?),
+            StageSpec::Source(s) => p.source(&s.id, open_source(spec, s).with_context(at_path)?),
             StageSpec::Sink(s) => {
-                let path = spec.resolve(&s.path);
-                let format = match &s.format {
-                    Some(f) => f.parse::<Format>()?,
-                    None => Format::from_path(&path)
-                        .ok_or_else(|| anyhow!("cannot tell the format of {}", path.display()))?,
-                };
-                let sink = garner::columnar::sink::create_sink(format, &path).with_context(at)?;
-                p.sink(&s.id, sink)
+                p.sink(&s.id, create_sink(s.format(), &spec.resolve(&s.path)).with_context(at_path)?)
             }
             StageSpec::Accumulate(a) => p.accumulate(&a.id, varset(a)),
-            StageSpec::Filter(f) => {
-                let c = Condition {
-                    column: f.column.clone(),
-                    op: f.op.clone(),
-                    value: f.value.clone(),
-                    is_null: f.is_null,
-                };
-                p.transform(&f.id, Filter::new(predicate(&c)))
-            }
+            StageSpec::Filter(f) => p.transform(&f.id, Filter::new(predicate(f.condition()))),
             StageSpec::DropNulls(c) => p.transform(&c.id, DropNulls::on(c.columns.iter().cloned())),
             StageSpec::Select(c) => p.transform(&c.id, Select::columns(c.columns.iter().cloned())),
             StageSpec::Rename(m) => p.transform(&m.id, Rename::new(m.columns.clone())),
             StageSpec::Cast(m) => {
                 let mut casts =
                     m.columns.iter().map(|(c, t)| (c.clone(), t.parse().expect("checked by spec::parse")));
-                let (c0, t0) =
-                    casts.next().ok_or_else(|| anyhow!("{}: a cast needs at least one column", at()))?;
+                let (c0, t0) = casts.next().expect("spec::parse checks that a cast names a column");
                 p.transform(&m.id, casts.fold(Cast::column(c0, t0), |acc, (c, t)| acc.and(c, t)))
             }
             StageSpec::Branch(b) => {
                 let mut branch = Branch::new();
                 for r in &b.routes {
-                    let c = Condition {
-                        column: r.column.clone(),
-                        op: r.op.clone(),
-                        value: r.value.clone(),
-                        is_null: r.is_null,
-                    };
-                    branch = branch.route(&r.name, predicate(&c));
+                    branch = branch.route(&r.name, predicate(r.condition()));
                 }
                 if let Some(o) = &b.otherwise {
                     branch = branch.otherwise(o);
@@ -157,12 +169,40 @@ pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
             StageSpec::Merge(m) => p.merge(&m.id, m.inputs.clone()),
         };
     }
-    p.build().map_err(|e| {
-        // Point at the stage's place in the spec.
-        let text = e.to_string();
-        match spec.stages.iter().position(|s| text.starts_with(&format!("stage `{}`", s.id()))) {
-            Some(i) => anyhow!("stage[{i}]: {text}"),
-            None => anyhow!(text),
-        }
-    })
+    p.build().map_err(|e| explain(spec, &e))
+}
+
+/// A build error pointed at the stage's place in the spec, with a hint when
+/// an accumulator misses a column the spec did not name (a default).
+fn explain(spec: &Spec, e: &garner::engine::Error) -> anyhow::Error {
+    let mut text = e.to_string();
+    if let Some(hint) = default_column_hint(spec, e) {
+        text = format!("{text} ({hint})");
+    }
+    match spec.stages.iter().position(|s| text.starts_with(&format!("stage `{}`", s.id()))) {
+        Some(i) => anyhow!("stage[{i}]: {text}"),
+        None => anyhow!(text),
+    }
+}
+
+/// `ts` is the default time column; set time_column`, when the missing
+/// column of an accumulator is one the spec left to its default.
+fn default_column_hint(spec: &Spec, e: &garner::engine::Error) -> Option<String> {
+    let garner::engine::Error::Stage { stage, source } = e else { return None };
+    let garner::engine::Error::Accum(garner::accum::Error::UnknownColumn { column, role, .. }) =
+        source.as_ref()
+    else {
+        return None;
+    };
+    let a = spec.stages.iter().find_map(|s| match s {
+        StageSpec::Accumulate(a) if a.id == *stage => Some(a),
+        _ => None,
+    })?;
+    let key = match *role {
+        "time" if a.time_column.is_none() => "time_column, or time = \"processing\"",
+        "var" if a.var_column.is_none() => "var_column",
+        "value" if a.value_column.is_none() => "value_column",
+        _ => return None,
+    };
+    Some(format!("`{column}` is the default {role} column; set {key}"))
 }

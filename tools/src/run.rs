@@ -9,7 +9,7 @@ use garner::engine::{Progress, RunOptions};
 use garner::pools::ByteSize;
 
 use crate::display::{human, summary, LiveProgress};
-use crate::spec::{self, Spec};
+use crate::spec::{self, Spec, StageSpec};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -37,17 +37,36 @@ pub(crate) fn load_spec(path: &Path) -> Result<Spec> {
     spec::parse(&text, &base).with_context(|| format!("invalid spec {}", path.display()))
 }
 
+/// Notes on settings not enforced yet (unless `quiet`), and warnings on
+/// settings that lose rows by design (always).
+fn warn_about(spec: &Spec, quiet: bool) {
+    for (i, stage) in spec.stages.iter().enumerate() {
+        match stage {
+            StageSpec::Accumulate(a) if a.spill == Some(true) && !quiet => eprintln!(
+                "note: stage[{i}].spill = true recorded; it takes effect once spilling is built (accumulators keep all state in memory for now)"
+            ),
+            StageSpec::Branch(b) if b.otherwise.is_none() => eprintln!(
+                "warning: stage[{i}] (branch `{}`) has no `otherwise`: rows that match no route are dropped (counted in the summary); add otherwise = \"rest\" to keep them",
+                b.id
+            ),
+            _ => {}
+        }
+    }
+}
+
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let spec = load_spec(&args.spec)?;
     let engine = match &args.engine {
         Some(name) => name.parse::<EngineKind>()?,
         None => spec.engine()?.unwrap_or(EngineKind::Sync),
     };
-    let threads = args.threads.or(spec.pipeline.threads).unwrap_or(1).max(1);
+    anyhow::ensure!(args.threads != Some(0), "--threads: must be at least 1");
+    let threads = args.threads.or(spec.pipeline.threads).unwrap_or(1);
     let budget = args.memory_budget.or(spec.pipeline.memory_budget);
     if let (Some(b), false) = (budget, args.quiet) {
         eprintln!("note: memory budget {b} recorded; it is enforced once spilling is built (accumulators keep all state in memory for now)");
     }
+    warn_about(&spec, args.quiet);
     let graph = crate::plan::build(&spec)
         .with_context(|| format!("cannot build pipeline from {}", args.spec.display()))?;
     let progress = Arc::new(Progress::default());

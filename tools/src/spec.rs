@@ -78,11 +78,15 @@ pub(crate) struct SourceSpec {
     pub(crate) kind: String,
     pub(crate) path: PathBuf,
     pub(crate) format: Option<String>,
+    /// Parquet, CSV, JSON lines: rows per batch (IPC keeps its stored batches).
     pub(crate) batch_rows: Option<usize>,
     /// CSV: whether the first line names the columns (default true).
     pub(crate) has_header: Option<bool>,
-    /// CSV: field delimiter, one character (default ",").
+    /// CSV: field delimiter, one ASCII character (default ",").
     pub(crate) delimiter: Option<String>,
+    /// `format`, or the one the path's extension names: set by [`parse`].
+    #[serde(skip)]
+    checked_format: Option<Format>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +98,23 @@ pub(crate) struct SinkSpec {
     pub(crate) inputs: Option<Vec<String>>,
     pub(crate) path: PathBuf,
     pub(crate) format: Option<String>,
+    /// `format`, or the one the path's extension names: set by [`parse`].
+    #[serde(skip)]
+    checked_format: Option<Format>,
+}
+
+impl SourceSpec {
+    /// The file's format (checked by [`parse`]).
+    pub(crate) fn format(&self) -> Format {
+        self.checked_format.expect("spec::parse sets the format of every source")
+    }
+}
+
+impl SinkSpec {
+    /// The file's format (checked by [`parse`]).
+    pub(crate) fn format(&self) -> Format {
+        self.checked_format.expect("spec::parse sets the format of every sink")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +128,7 @@ pub(crate) struct AccumulateSpec {
     pub(crate) var_column: Option<String>,
     pub(crate) value_column: Option<String>,
     pub(crate) require: Vec<String>,
+    /// Event or processing time; `time_column` alone implies event time.
     pub(crate) time: Option<TimeKind>,
     pub(crate) time_column: Option<String>,
     pub(crate) partial_flush_after: Option<Dur>,
@@ -120,6 +142,20 @@ pub(crate) struct AccumulateSpec {
 pub(crate) enum TimeKind {
     Event,
     Processing,
+}
+
+/// The time column used when `time = "event"` names none.
+pub(crate) const DEFAULT_TIME_COLUMN: &str = "ts";
+
+impl AccumulateSpec {
+    /// `time`, or event time when only `time_column` is given, or processing time.
+    pub(crate) fn time_kind(&self) -> TimeKind {
+        match (self.time, &self.time_column) {
+            (Some(t), _) => t,
+            (None, Some(_)) => TimeKind::Event,
+            (None, None) => TimeKind::Processing,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -139,13 +175,13 @@ pub(crate) enum Scalar {
     Str(String),
 }
 
-/// `column op value`, or a null check.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Condition {
-    pub(crate) column: String,
-    pub(crate) op: Option<String>,
-    pub(crate) value: Option<Scalar>,
+/// `column op value`, or a null check: the keys a filter and a branch
+/// route share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Condition<'a> {
+    pub(crate) column: &'a str,
+    pub(crate) op: Option<&'a str>,
+    pub(crate) value: Option<&'a Scalar>,
     pub(crate) is_null: Option<bool>,
 }
 
@@ -191,6 +227,28 @@ pub(crate) struct Route {
     pub(crate) op: Option<String>,
     pub(crate) value: Option<Scalar>,
     pub(crate) is_null: Option<bool>,
+}
+
+impl FilterSpec {
+    pub(crate) fn condition(&self) -> Condition<'_> {
+        Condition {
+            column: &self.column,
+            op: self.op.as_deref(),
+            value: self.value.as_ref(),
+            is_null: self.is_null,
+        }
+    }
+}
+
+impl Route {
+    pub(crate) fn condition(&self) -> Condition<'_> {
+        Condition {
+            column: &self.column,
+            op: self.op.as_deref(),
+            value: self.value.as_ref(),
+            is_null: self.is_null,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,7 +403,8 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Spec, SpecError> {
                 ))
             }
         };
-        check_stage(&path, &stage)?;
+        let mut stage = stage;
+        check_stage(&path, &mut stage)?;
         out.push(stage);
     }
     let spec = Spec { pipeline, stages: out, base_dir: base_dir.to_owned() };
@@ -362,21 +421,39 @@ fn check_format(path: &str, format: Option<&str>, file: &Path) -> Result<Format,
     }
 }
 
-fn check_stage(path: &str, stage: &StageSpec) -> Result<(), SpecError> {
+/// Checks a stage's values, and rejects keys that would be ignored.
+fn check_stage(path: &str, stage: &mut StageSpec) -> Result<(), SpecError> {
     match stage {
         StageSpec::Source(s) => {
-            check_format(path, s.format.as_deref(), &s.path)?;
-            if let Some(d) = &s.delimiter {
-                if d.len() != 1 {
-                    return Err(err(format!("{path}.delimiter"), "must be exactly one character"));
+            let format = check_format(path, s.format.as_deref(), &s.path)?;
+            s.checked_format = Some(format);
+            if format != Format::Csv {
+                let only_csv = format!("only for CSV sources (this one is {format})");
+                if s.has_header.is_some() {
+                    return Err(err(format!("{path}.has_header"), only_csv));
+                }
+                if s.delimiter.is_some() {
+                    return Err(err(format!("{path}.delimiter"), only_csv));
                 }
             }
-            if s.batch_rows == Some(0) {
-                return Err(err(format!("{path}.batch_rows"), "must be at least 1"));
+            if let Some(d) = &s.delimiter {
+                if d.len() != 1 || !d.is_ascii() {
+                    return Err(err(format!("{path}.delimiter"), "must be one ASCII character"));
+                }
+            }
+            match s.batch_rows {
+                Some(0) => return Err(err(format!("{path}.batch_rows"), "must be at least 1")),
+                Some(_) if matches!(format, Format::Ipc | Format::IpcStream) => {
+                    return Err(err(
+                        format!("{path}.batch_rows"),
+                        "not used for Arrow IPC: its batches are read as stored (for parquet, csv and jsonl sources)",
+                    ))
+                }
+                _ => {}
             }
         }
         StageSpec::Sink(s) => {
-            check_format(path, s.format.as_deref(), &s.path)?;
+            s.checked_format = Some(check_format(path, s.format.as_deref(), &s.path)?);
         }
         StageSpec::Accumulate(a) => {
             if a.require.is_empty() {
@@ -386,18 +463,13 @@ fn check_stage(path: &str, stage: &StageSpec) -> Result<(), SpecError> {
                 return Err(err(format!("{path}.time_column"), "only used with time = \"event\""));
             }
         }
-        StageSpec::Filter(f) => check_condition(path, f.op.as_deref(), f.value.is_some(), f.is_null)?,
+        StageSpec::Filter(f) => f.condition().check(path)?,
         StageSpec::Branch(b) => {
             if b.routes.is_empty() {
                 return Err(err(format!("{path}.routes"), "a branch needs at least one route"));
             }
             for (i, r) in b.routes.iter().enumerate() {
-                check_condition(
-                    &format!("{path}.routes[{i}]"),
-                    r.op.as_deref(),
-                    r.value.is_some(),
-                    r.is_null,
-                )?;
+                r.condition().check(&format!("{path}.routes[{i}]"))?;
             }
         }
         StageSpec::Merge(m) => {
@@ -410,9 +482,10 @@ fn check_stage(path: &str, stage: &StageSpec) -> Result<(), SpecError> {
                 return Err(err(format!("{path}.columns"), "name at least one column"));
             }
         }
-        StageSpec::Rename(_) => {}
-        StageSpec::Cast(c) => {
-            for (column, ty) in &c.columns {
+        StageSpec::Rename(m) => check_mapping(path, m)?,
+        StageSpec::Cast(m) => {
+            check_mapping(path, m)?;
+            for (column, ty) in &m.columns {
                 ty.parse::<arrow_schema::DataType>().map_err(|e| {
                     err(
                         format!("{path}.columns.{column}"),
@@ -425,21 +498,27 @@ fn check_stage(path: &str, stage: &StageSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_condition(
-    path: &str,
-    op: Option<&str>,
-    has_value: bool,
-    is_null: Option<bool>,
-) -> Result<(), SpecError> {
-    match (op, has_value, is_null) {
-        (Some(op), true, None) => {
-            garner::engine::CmpOp::parse(op).ok_or_else(|| {
-                err(format!("{path}.op"), format!("unknown operator {op:?}; one of = != < <= > >="))
-            })?;
-            Ok(())
+/// A rename or cast names at least one column (an empty table would do nothing).
+fn check_mapping(path: &str, m: &MappingSpec) -> Result<(), SpecError> {
+    if m.columns.is_empty() {
+        return Err(err(format!("{path}.columns"), "name at least one column (an empty table does nothing)"));
+    }
+    Ok(())
+}
+
+impl Condition<'_> {
+    /// Either `op` and `value` (a comparison) or `is_null`.
+    fn check(&self, path: &str) -> Result<(), SpecError> {
+        match (self.op, self.value.is_some(), self.is_null) {
+            (Some(op), true, None) => {
+                garner::engine::CmpOp::parse(op).ok_or_else(|| {
+                    err(format!("{path}.op"), format!("unknown operator {op:?}; one of = != < <= > >="))
+                })?;
+                Ok(())
+            }
+            (None, false, Some(_)) => Ok(()),
+            _ => Err(err(path, "write either `op` and `value` (a comparison) or `is_null = true|false`")),
         }
-        (None, false, Some(_)) => Ok(()),
-        _ => Err(err(path, "write either `op` and `value` (a comparison) or `is_null = true|false`")),
     }
 }
 
@@ -519,6 +598,79 @@ path = "assembled.parquet"
         assert!(e.starts_with("stage: the spec has no [[stage]]"), "{e}");
         let e = parse_err("[pipeline\n");
         assert!(e.starts_with("not valid TOML"), "{e}");
+    }
+
+    /// A source stage of `format` at `path` plus `extra` keys.
+    fn source(format: &str, path: &str, extra: &str) -> String {
+        format!("[[stage]]\nid = \"read\"\nkind = \"source\"\nformat = \"{format}\"\npath = \"{path}\"\n{extra}\n")
+    }
+
+    #[test]
+    fn the_format_is_resolved_once_from_the_key_or_the_extension() {
+        let spec = parse(
+            &(source("csv", "x.data", "") + "[[stage]]\nid = \"w\"\nkind = \"sink\"\npath = \"o.parquet\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        match (&spec.stages[0], &spec.stages[1]) {
+            (StageSpec::Source(s), StageSpec::Sink(k)) => {
+                assert_eq!((s.format(), k.format()), (Format::Csv, Format::Parquet))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_that_would_be_ignored_are_rejected() {
+        // Caught: these were accepted and silently had no effect.
+        let e = parse_err(&source("parquet", "x.parquet", "has_header = false"));
+        assert_eq!(e, "stage[0].has_header: only for CSV sources (this one is parquet)");
+        let e = parse_err(&source("jsonl", "x.jsonl", "delimiter = \";\""));
+        assert!(e.starts_with("stage[0].delimiter: only for CSV sources"), "{e}");
+        let e = parse_err(&source("ipc", "x.arrow", "batch_rows = 1000"));
+        assert!(
+            e.starts_with("stage[0].batch_rows: not used for Arrow IPC: its batches are read as stored"),
+            "{e}"
+        );
+        let e = parse_err(&source("ipc-stream", "x.arrows", "batch_rows = 1000"));
+        assert!(e.starts_with("stage[0].batch_rows: not used for Arrow IPC"), "{e}");
+        for kind in ["rename", "cast"] {
+            let e = parse_err(&format!("[[stage]]\nid = \"m\"\nkind = \"{kind}\"\ncolumns = {{}}\n"));
+            assert!(e.starts_with("stage[0].columns: name at least one column"), "{kind}: {e}");
+        }
+        assert!(parse(
+            &source("csv", "x.csv", "has_header = false\ndelimiter = \";\"\nbatch_rows = 10"),
+            Path::new(".")
+        )
+        .is_ok());
+        assert!(parse(&source("parquet", "x.parquet", "batch_rows = 10"), Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn a_delimiter_is_one_ascii_character() {
+        for d in ["ab", "é", ""] {
+            let e = parse_err(&source("csv", "x.csv", &format!("delimiter = \"{d}\"")));
+            assert_eq!(e, "stage[0].delimiter: must be one ASCII character", "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_time_column_alone_means_event_time() {
+        // Caught: `time_column` without `time` ran in processing time, ignoring the column.
+        let with = |keys: &str| {
+            let text = format!(
+                "[[stage]]\nid = \"a\"\nkind = \"accumulate\"\nkey = \"k\"\nrequire = [\"x\"]\n{keys}\n"
+            );
+            match parse(&text, Path::new(".")).unwrap().stages.remove(0) {
+                StageSpec::Accumulate(a) => a.time_kind(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(with("time_column = \"when\""), TimeKind::Event);
+        assert_eq!(with(""), TimeKind::Processing);
+        assert_eq!(with("time = \"event\""), TimeKind::Event);
+        let e = parse_err("[[stage]]\nid = \"a\"\nkind = \"accumulate\"\nkey = \"k\"\nrequire = [\"x\"]\ntime = \"processing\"\ntime_column = \"t\"\n");
+        assert!(e.starts_with("stage[0].time_column: only used with time = \"event\""), "{e}");
     }
 
     #[test]

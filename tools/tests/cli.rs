@@ -115,13 +115,13 @@ fn bad_specs_and_inputs_fail_cleanly() {
     gen(d, "fragments.arrow", "ipc");
 
     let err = fails(d, &SPEC.replace("key = [\"subject_id\"]", "key = [\"subject\"]"));
-    assert!(err.contains("unknown column `subject`") && err.contains("stage[1]"), "{err}");
+    assert!(err.contains("no key column `subject`") && err.contains("stage[1]"), "{err}");
 
     let err = fails(d, &SPEC.replace("kind = \"accumulate\"", "kind = \"acumulate\""));
     assert!(err.contains("stage[1].kind: unknown stage kind \"acumulate\""), "{err}");
 
     let err = fails(d, &SPEC.replace("fragments.arrow", "missing.arrow"));
-    assert!(err.contains("missing.arrow"), "{err}");
+    assert!(err.contains("stage[0].path: ") && err.contains("missing.arrow"), "{err}");
 
     let err = fails(d, &SPEC.replace("partial_flush_after = \"10s\"", "partial_flush_after = 10"));
     assert!(err.contains("stage[1].partial_flush_after"), "{err}");
@@ -146,10 +146,79 @@ fn bad_specs_and_inputs_fail_cleanly() {
 }
 
 #[test]
-fn unknown_engine_on_the_command_line_is_rejected() {
+fn bad_command_line_values_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.toml"), SPEC).unwrap();
-    let o = garner(&["run", "p.toml", "--engine", "steal"], dir.path());
+    let o = garner(&["run", "p.toml", "--engine", "warp"], dir.path());
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown engine `steal`"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown engine `warp`"), "{}", stderr(&o));
+    // Caught: --threads 0 was quietly raised to 1.
+    let o = garner(&["run", "p.toml", "--threads", "0"], dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--threads: must be at least 1"), "{}", stderr(&o));
+}
+
+#[test]
+fn two_stages_on_one_file_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+    let second_sink = "\n[[stage]]\nid = \"copy\"\nkind = \"sink\"\ninputs = [\"assemble\"]\npath = \"./assembled.parquet\"\n";
+    let err = fails(d, &format!("{SPEC}{second_sink}"));
+    assert!(
+        err.contains(
+            "stage[3].path: sink `copy` uses ./assembled.parquet, but sink `write` (stage[2]) writes it too"
+        ),
+        "{err}"
+    );
+    let err = fails(
+        d,
+        &SPEC
+            .replace("assembled.parquet", "fragments.arrow")
+            .replace("format = \"parquet\"", "format = \"ipc\""),
+    );
+    assert!(err.contains("stage[2].path: sink `write` uses fragments.arrow, but it is the input of source `read` (stage[0])"), "{err}");
+    assert!(d.join("fragments.arrow").exists(), "the input is untouched");
+}
+
+#[test]
+fn notes_and_warnings_say_what_the_spec_does_not_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+    // The design spec has `spill = true`: noted, as the memory budget is.
+    let o = run_spec(d, SPEC);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("note: stage[1].spill = true recorded"), "{}", stderr(&o));
+    let o = garner(&["run", "p.toml", "--quiet"], d);
+    assert!(o.status.success() && !stderr(&o).contains("note:"), "{}", stderr(&o));
+
+    // A branch without `otherwise`: warned at build, counted in the summary.
+    let branch = SPEC.replace(
+        "[[stage]]\nid = \"write\"",
+        "[[stage]]\nid = \"split\"\nkind = \"branch\"\nroutes = [{ name = \"done\", column = \"acc_completeness\", op = \"=\", value = 1.0 }]\n\n[[stage]]\nid = \"write\"\ninputs = [\"split.done\"]",
+    );
+    let o = run_spec(d, &branch);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("warning: stage[2] (branch `split`) has no `otherwise`"), "{err}");
+    let line = err.lines().find(|l| l.starts_with("split")).unwrap_or_default();
+    assert!(line.contains("dropped (no route matched)"), "{err}");
+}
+
+#[test]
+fn a_missing_default_column_says_it_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+    let no_ts = SPEC.replace(
+        "[[stage]]\nid = \"assemble\"",
+        "[[stage]]\nid = \"drop-ts\"\nkind = \"select\"\ncolumns = [\"subject_id\", \"var\", \"value\"]\n\n[[stage]]\nid = \"assemble\"",
+    );
+    let err = fails(d, &no_ts);
+    assert!(
+        err.contains("stage[2]: stage `assemble`: no time column `ts` in the input")
+            && err.contains("(`ts` is the default time column; set time_column"),
+        "{err}"
+    );
 }

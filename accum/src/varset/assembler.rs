@@ -185,6 +185,18 @@ impl VarSetAssembler {
         self.emit()
     }
 
+    /// Event time: the input as a whole (of which this assembler may see
+    /// only a hash shard) has reached `watermark`; generations whose
+    /// deadline is before it are emitted. In processing mode a no-op.
+    pub fn observe_watermark(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
+        if self.plan.time.is_none() || watermark <= self.state.watermark {
+            return Ok(None);
+        }
+        self.state.watermark = watermark;
+        self.state.sweep_if_due();
+        self.emit()
+    }
+
     /// End of input: every held generation is emitted (incomplete ones as
     /// partials with reason `end_of_input`), in arrival order. Afterwards no
     /// key is resident; the assembler can take more input.
@@ -251,6 +263,13 @@ impl VarSetAssembler {
         let state = &mut self.state;
         for (row, (&slot, &var)) in self.slots.iter().zip(&self.var_idx).enumerate() {
             if slot == SKIP {
+                // An ignored row still says how far event time has come.
+                if let Some(time) = times.time(row) {
+                    if time > state.watermark {
+                        state.watermark = time;
+                        state.sweep_if_due();
+                    }
+                }
                 continue;
             }
             let time = times.time(row).unwrap_or(state.watermark);
@@ -384,10 +403,10 @@ impl SlotState {
         self.deadline_after.map_or(EmitReason::Ttl, |(_, r)| r)
     }
 
-    /// Closes every generation whose deadline is `<=` the watermark.
+    /// Closes every generation whose deadline is before the watermark.
     #[inline(always)]
     fn sweep_if_due(&mut self) {
-        if self.deadlines.earliest().is_some_and(|d| d <= self.watermark) {
+        if self.deadlines.earliest().is_some_and(|d| d < self.watermark) {
             self.sweep();
         }
     }

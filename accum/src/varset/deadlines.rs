@@ -46,11 +46,11 @@ impl Deadlines {
         self.heap.peek().map(|Reverse(d)| d.deadline)
     }
 
-    /// Pops the earliest live entry with `deadline <= watermark`; `is_live`
+    /// Pops the earliest live entry with `deadline < watermark`; `is_live`
     /// tells whether a slot still holds a generation.
     pub(crate) fn pop_due(&mut self, watermark: Millis, is_live: impl Fn(&Due) -> bool) -> Option<Due> {
         while let Some(&Reverse(due)) = self.heap.peek() {
-            if due.deadline > watermark {
+            if due.deadline >= watermark {
                 return None;
             }
             self.heap.pop();
@@ -111,7 +111,8 @@ mod tests {
         assert_eq!(d.pop_due(15, live), Some(due(10, 3, 1)));
         assert_eq!(d.pop_due(15, live), None);
         assert_eq!(d.len(), 1);
-        assert_eq!(d.pop_due(20, live), Some(due(20, 2, 0)));
+        assert_eq!(d.pop_due(20, live), None, "a deadline is due only once the watermark is past it");
+        assert_eq!(d.pop_due(21, live), Some(due(20, 2, 0)));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //!    counted in `null_key_fragments`. A row whose variable is not required,
 //!    or null, is skipped and counted in `unknown_var_fragments` (a row that
 //!    is both counts as a null key). Skipped rows do not create, touch or
-//!    extend a key generation, and do not move the watermark.
+//!    extend a key generation; their event time (if not null) still moves
+//!    the watermark, since it tells how far the input has come.
 //! 3. **Values.** A null value counts as present: the variable arrived, with a
 //!    null value (its output cell is null, but it is not listed as missing).
 //! 4. **Generations.** The first applied fragment of a key opens a generation.
@@ -38,15 +39,19 @@
 //!    a row whose event time is null happens at the current watermark
 //!    (`i64::MIN` before any time was seen, which makes its generation expire
 //!    with the first timed row past its deadline). In both modes the
-//!    *watermark* is the largest row time applied so far (and, in processing
+//!    *watermark* is the largest row time seen so far (and, in processing
 //!    mode, the largest `now` passed to `advance`).
 //! 8. **Expiry.** A fragment whose time is later than its generation's
 //!    deadline first closes that generation (a partial with the deadline's
 //!    reason) and opens a new one. After every applied row, every generation
-//!    whose deadline is `<=` the watermark is emitted. Because expiry is
-//!    evaluated row by row, the generations (and so the multiset of output
-//!    rows) depend only on the sequence of rows, never on how it was cut into
-//!    batches. In processing mode, [`advance`](VarSetAssembler::advance)
+//!    whose deadline is *before* the watermark is emitted (a fragment at
+//!    exactly the deadline may still join, so the two rules agree). Because
+//!    expiry is evaluated row by row, the generations (and so the multiset of
+//!    output rows) depend only on the sequence of rows, never on how it was
+//!    cut into batches; and when event times do not decrease along the input,
+//!    only on each key's own fragments, so an instance that sees just its
+//!    hash shard of the rows closes exactly the generations a single instance
+//!    would. In processing mode, [`advance`](VarSetAssembler::advance)
 //!    moves the watermark to `now` and emits what is due; in event mode it
 //!    does nothing.
 //! 9. **Output order.** Each call returns at most one batch. In it, rows

@@ -25,6 +25,7 @@ use crate::{BatchSink, Error, Result, SinkSummary};
 /// sink.write(&batch).unwrap();
 /// sink.write(&batch).unwrap();
 /// assert_eq!(sink.finish().unwrap().rows, 4);
+/// sink.commit().unwrap();
 /// assert_eq!(collected.concat().unwrap().num_rows(), 4);
 /// ```
 #[derive(Debug)]
@@ -39,7 +40,9 @@ pub struct CollectSink {
 enum State {
     Ready,
     Open,
-    Closed,
+    Finished,
+    Committed,
+    Aborted,
 }
 
 /// A cloneable handle on what a [`CollectSink`] received. Reading it while
@@ -112,14 +115,18 @@ impl BatchSink for CollectSink {
                 ensure_compatible(|| self.describe(), &open, &schema)
                     .and_then(|()| ensure_compatible(|| self.describe(), &schema, &open))
             }
-            State::Closed => Err(Error::Closed { context: self.describe() }),
+            State::Finished | State::Committed | State::Aborted => {
+                Err(Error::Closed { context: self.describe() })
+            }
         }
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self.state {
             State::Ready => return Err(Error::NotOpen { context: self.describe() }),
-            State::Closed => return Err(Error::Closed { context: self.describe() }),
+            State::Finished | State::Committed | State::Aborted => {
+                return Err(Error::Closed { context: self.describe() })
+            }
             State::Open => {}
         }
         let mut inner = self.shared.lock();
@@ -137,18 +144,36 @@ impl BatchSink for CollectSink {
     fn finish(&mut self) -> Result<SinkSummary> {
         match self.state {
             State::Ready => Err(Error::NotOpen { context: self.describe() }),
-            State::Closed => Err(Error::Closed { context: self.describe() }),
+            State::Finished | State::Committed | State::Aborted => {
+                Err(Error::Closed { context: self.describe() })
+            }
             State::Open => {
-                self.state = State::Closed;
+                self.state = State::Finished;
                 Ok(SinkSummary { rows: self.rows, batches: self.batches, bytes: None })
             }
         }
     }
 
-    /// Discards what was collected: the handle then holds no batches.
+    /// The batches were visible through the handle all along; this only
+    /// marks them as kept, so a later `abort` leaves them.
+    fn commit(&mut self) -> Result<()> {
+        match self.state {
+            State::Finished => {
+                self.state = State::Committed;
+                Ok(())
+            }
+            State::Ready | State::Open => Err(Error::NotFinished { context: self.describe() }),
+            State::Committed | State::Aborted => Err(Error::Closed { context: self.describe() }),
+        }
+    }
+
+    /// Discards what was collected (the handle then holds no batches),
+    /// unless it was committed.
     fn abort(&mut self) {
-        self.shared.lock().batches.clear();
-        self.state = State::Closed;
+        if self.state != State::Committed {
+            self.shared.lock().batches.clear();
+            self.state = State::Aborted;
+        }
     }
 
     fn describe(&self) -> String {
@@ -190,10 +215,27 @@ mod tests {
         sink.open(batch.schema()).unwrap();
         assert!(matches!(sink.open(project(&batch, &["id"]).schema()), Err(Error::SchemaMismatch { .. })));
         assert!(matches!(sink.write(&project(&batch, &["id"])), Err(Error::SchemaMismatch { .. })));
+        assert!(matches!(sink.commit(), Err(Error::NotFinished { .. })));
         sink.write(&batch).unwrap();
         sink.finish().unwrap();
         assert!(matches!(sink.write(&batch), Err(Error::Closed { .. })));
         assert!(matches!(sink.finish(), Err(Error::Closed { .. })));
+        sink.commit().unwrap();
+        assert!(matches!(sink.commit(), Err(Error::Closed { .. })));
+        sink.abort();
+        assert_eq!(collected.num_rows(), 5, "abort after commit keeps the batches");
+    }
+
+    #[test]
+    fn abort_after_an_uncommitted_finish_discards_the_batches() {
+        // What an engine does when another sink of the run failed to finish.
+        let batch = samples().remove(0);
+        let (mut sink, collected) = CollectSink::new();
+        sink.open(batch.schema()).unwrap();
+        sink.write(&batch).unwrap();
+        sink.finish().unwrap();
+        sink.abort();
+        assert!(collected.batches().is_empty());
     }
 
     #[test]

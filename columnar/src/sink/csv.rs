@@ -131,6 +131,7 @@ mod tests {
             sink.write(batch).unwrap();
         }
         let summary = sink.finish().unwrap();
+        sink.commit().unwrap();
         assert_eq!((summary.rows, summary.batches), (13, 3));
 
         let options = CsvOptions { schema: Some(schema_of(&FLAT)), batch_size: 5, ..Default::default() };
@@ -153,6 +154,7 @@ mod tests {
         sink.open(batch.schema()).unwrap();
         sink.write(&batch).unwrap();
         sink.finish().unwrap();
+        sink.commit().unwrap();
         // Rows 0..5: null, [a], [b, c], [], null.
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "id,tags\n0,\n1,a\n2,b;c\n3,\n4,\n");
     }
@@ -164,6 +166,7 @@ mod tests {
         let mut sink = CsvSink::create(&path).unwrap();
         sink.open(schema_of(&["id", "tags"])).unwrap();
         sink.finish().unwrap();
+        sink.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "id,tags\n");
     }
 }

@@ -1,11 +1,18 @@
 //! What every file sink shares: the temporary file, renamed into place on
-//! success and removed otherwise, and the open → write → finish protocol.
+//! commit and removed otherwise, and the open → write → finish → commit
+//! protocol.
 //!
 //! ```text
-//!   create ──► Ready(temp) ──open──► Open(encoder) ──finish──► Closed (temp renamed to target)
-//!                  │                     │
-//!                  └──────abort/drop─────┴──────────────────► Closed (temp removed)
+//!   create ──► Ready(temp) ──open──► Open(encoder) ──finish──► Finished(temp) ──commit──► Closed (temp renamed to target)
+//!                  │                     │                          │
+//!                  └──────abort/drop─────┴──────────abort/drop──────┴──────────────────► Closed (temp removed)
 //! ```
+//!
+//! `finish` does all the work that can fail for reasons of the data or the
+//! disk (encoding the footer, flushing, `fsync`); `commit` is one rename in
+//! the same directory. An engine with several sinks finishes them all and
+//! commits only when every finish succeeded, so a failed run leaves no
+//! output file behind.
 //!
 //! A format plugs in as a [`FileFormat`]: how to start an encoder over the
 //! buffered temporary file, write a batch, and finish, handing the file
@@ -48,7 +55,9 @@ enum State<E> {
     Ready(NamedTempFile),
     /// Opened with a schema.
     Open { encoder: E, schema: SchemaRef },
-    /// Finished or aborted.
+    /// Everything written and synced to the temporary file; not yet visible.
+    Finished(NamedTempFile),
+    /// Committed or aborted.
     Closed,
 }
 
@@ -89,14 +98,13 @@ impl<F: FileFormat> FileSink<F> {
         }
     }
 
-    /// Flushes and syncs the temporary file and renames it to the target.
-    fn persist(&self, out: Output) -> Result<u64> {
+    /// Flushes and syncs the temporary file; returns it and its size.
+    fn sync(&self, out: Output) -> Result<(NamedTempFile, u64)> {
         let io = |e| Error::io(&self.target, e);
         let temp = out.into_inner().map_err(|e| io(e.into_error()))?;
         temp.as_file().sync_all().map_err(io)?;
         let bytes = temp.as_file().metadata().map_err(io)?.len();
-        temp.persist(&self.target).map_err(|e| io(e.error))?;
-        Ok(bytes)
+        Ok((temp, bytes))
     }
 }
 
@@ -118,6 +126,10 @@ impl<F: FileFormat> BatchSink for FileSink<F> {
                 self.state = State::Open { encoder, schema: open };
                 same
             }
+            finished @ State::Finished(_) => {
+                self.state = finished;
+                Err(Error::Closed { context: self.describe() })
+            }
             State::Closed => Err(Error::Closed { context: self.describe() }),
         }
     }
@@ -126,7 +138,7 @@ impl<F: FileFormat> BatchSink for FileSink<F> {
         let (encoder, schema) = match &mut self.state {
             State::Open { encoder, schema } => (encoder, schema),
             State::Ready(_) => return Err(Error::NotOpen { context: self.describe() }),
-            State::Closed => return Err(Error::Closed { context: self.describe() }),
+            State::Finished(_) | State::Closed => return Err(Error::Closed { context: self.describe() }),
         };
         if !std::sync::Arc::ptr_eq(schema, &batch.schema()) {
             let context = || format!("{} sink {}", F::KIND, self.target.display());
@@ -148,16 +160,37 @@ impl<F: FileFormat> BatchSink for FileSink<F> {
                 self.state = State::Ready(temp);
                 return Err(Error::NotOpen { context: self.describe() });
             }
+            finished @ State::Finished(_) => {
+                self.state = finished;
+                return Err(Error::Closed { context: self.describe() });
+            }
             State::Closed => return Err(Error::Closed { context: self.describe() }),
         };
         // On any error below the temporary file is dropped, which removes it.
         let out = F::finish(encoder).map_err(|e| self.arrow_error("finish", e))?;
-        let bytes = self.persist(out)?;
+        let (temp, bytes) = self.sync(out)?;
+        self.state = State::Finished(temp);
         Ok(SinkSummary { rows: self.rows, batches: self.batches, bytes: Some(bytes) })
     }
 
+    fn commit(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            // On failure the temporary file comes back in the error and is
+            // dropped, which removes it.
+            State::Finished(temp) => {
+                temp.persist(&self.target).map(drop).map_err(|e| Error::io(&self.target, e.error))
+            }
+            State::Closed => Err(Error::Closed { context: self.describe() }),
+            unfinished => {
+                self.state = unfinished;
+                Err(Error::NotFinished { context: self.describe() })
+            }
+        }
+    }
+
     fn abort(&mut self) {
-        // Dropping the temporary file (inside the encoder, if open) removes it.
+        // Dropping the temporary file (inside the encoder, if open) removes it;
+        // after a commit there is none left and the target stays.
         self.state = State::Closed;
     }
 
@@ -189,6 +222,9 @@ macro_rules! forward_sink {
             }
             fn finish(&mut self) -> $crate::Result<$crate::SinkSummary> {
                 self.0.finish()
+            }
+            fn commit(&mut self) -> $crate::Result<()> {
+                self.0.commit()
             }
             fn abort(&mut self) {
                 self.0.abort()

@@ -94,7 +94,9 @@ mod tests {
         for batch in batches {
             sink.write(batch).unwrap();
         }
-        sink.finish().unwrap()
+        let summary = sink.finish().unwrap();
+        sink.commit().unwrap();
+        summary
     }
 
     fn read_all(source: &mut dyn BatchSource) -> Vec<RecordBatch> {
@@ -140,6 +142,7 @@ mod tests {
         let mut sink = IpcFileSink::create(&path).unwrap();
         sink.open(samples()[0].schema()).unwrap();
         assert_eq!(sink.finish().unwrap().rows, 0);
+        sink.commit().unwrap();
         let mut source = IpcFileSource::open(&path).unwrap();
         assert_eq!(source.schema(), samples()[0].schema());
         assert_eq!(source.rows_hint(), Some(0));

@@ -64,6 +64,7 @@ mod tests {
             sink.write(batch).unwrap();
         }
         let summary = sink.finish().unwrap();
+        sink.commit().unwrap();
         assert_eq!((summary.rows, summary.batches), (13, 3));
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 13);
 
@@ -86,6 +87,7 @@ mod tests {
         sink.open(batch.schema()).unwrap();
         sink.write(&batch).unwrap();
         sink.finish().unwrap();
+        sink.commit().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], r#"{"id":0}"#);

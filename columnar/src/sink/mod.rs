@@ -1,9 +1,11 @@
 //! Sinks: where batches go.
 //!
 //! A [`BatchSink`] that writes a file writes it under a temporary name in the
-//! target's directory and renames it into place in `finish`; `abort` (or
-//! dropping an unfinished sink) removes the temporary file. A failed run
-//! therefore never leaves a partial output file behind.
+//! target's directory; `finish` completes and syncs it, `commit` renames it
+//! into place, and `abort` (or dropping a sink that was not committed)
+//! removes it. An engine finishes every sink of a run first and commits them
+//! only when all finished, so a failed run never leaves an output file
+//! behind, however many sinks it has.
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -37,12 +39,38 @@ pub struct SinkSummary {
 
 /// A push sink of record batches.
 ///
-/// The contract: a sink is created from a path and options (checking what
-/// can be checked early, such as the directory), then `open` is called once
-/// with the schema of the batches to come, `write` with batches of that
-/// schema, and last exactly one of `finish` (success: make the output
-/// visible) or `abort` (failure: leave nothing behind). Dropping a sink that
-/// was not finished aborts it.
+/// The contract, in the order an engine calls it:
+///
+/// ```text
+///   create(path, options)      checks what can be checked early (the directory)
+///   open(schema)               once, before any batch
+///   write(batch)*              batches of that schema
+///   finish()                   writes everything, durably, but shows nothing yet
+///   commit() | abort()         success: make the output visible | failure: leave nothing
+/// ```
+///
+/// A run with several sinks finishes all of them and commits them only when
+/// every `finish` succeeded; on any error it aborts all of them, also those
+/// already finished. `abort` after `commit` leaves the committed output.
+/// Dropping a sink that was not committed aborts it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use garner_columnar::BatchSink;
+/// use garner_columnar::sink::CsvSink;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("x.csv");
+/// let batch = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2])) as _)]).unwrap();
+/// let mut sink = CsvSink::create(&path).unwrap();
+/// sink.open(batch.schema()).unwrap();
+/// sink.write(&batch).unwrap();
+/// sink.finish().unwrap();
+/// assert!(!path.exists(), "finished, not yet visible");
+/// sink.commit().unwrap();
+/// assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\n1\n2\n");
+/// ```
 pub trait BatchSink: Send {
     /// Prepares to receive batches of `schema`. Called once, before `write`.
     fn open(&mut self, schema: SchemaRef) -> Result<()>;
@@ -50,10 +78,21 @@ pub trait BatchSink: Send {
     /// Writes one batch.
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
 
-    /// Completes the output and makes it visible.
+    /// Completes the output (footer, flush, sync) without making it visible:
+    /// everything that can fail for reasons of the data or the disk fails
+    /// here. Follow with [`commit`](Self::commit) or [`abort`](Self::abort).
     fn finish(&mut self) -> Result<SinkSummary>;
 
-    /// Discards the output. Never fails; idempotent.
+    /// Makes the finished output visible (a file sink renames its temporary
+    /// file into place). Called once, after a successful `finish`. Sinks
+    /// without a file have nothing to do: the default returns `Ok(())`.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Discards the output: removes what was written, also after a `finish`
+    /// that was not committed. Never fails; idempotent; after `commit` it
+    /// leaves the committed output alone.
     fn abort(&mut self);
 
     /// A short description for errors and reports.
@@ -69,6 +108,9 @@ impl<S: BatchSink + ?Sized> BatchSink for Box<S> {
     }
     fn finish(&mut self) -> Result<SinkSummary> {
         (**self).finish()
+    }
+    fn commit(&mut self) -> Result<()> {
+        (**self).commit()
     }
     fn abort(&mut self) {
         (**self).abort()

@@ -110,6 +110,7 @@ mod tests {
             sink.write(batch).unwrap();
         }
         let summary = sink.finish().unwrap();
+        sink.commit().unwrap();
         assert_eq!((summary.rows, summary.batches), (13, 3));
         assert_eq!(summary.bytes, Some(std::fs::metadata(&path).unwrap().len()));
 

@@ -148,6 +148,7 @@ mod tests {
             sink.write(batch).unwrap();
         }
         sink.finish().unwrap();
+        sink.commit().unwrap();
         let third_at = std::fs::metadata(&path).unwrap().len() - 8;
 
         let err = read_stream(bytes[..bytes.len() - 9].to_vec()).unwrap_err();

@@ -26,10 +26,28 @@ pub use self::ipc_stream::IpcStreamSource;
 pub use self::jsonl::{JsonlOptions, JsonlSource};
 pub use self::parquet::ParquetSource;
 pub use self::reader::{IterSource, MemorySource, ReaderSource};
-pub use crate::format::open_source;
+pub use crate::format::{open_source, open_source_with};
 
 /// Rows per batch the file sources produce unless told otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
+
+/// How [`open_source_with`] opens a file, whatever its format.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Rows per batch for the formats that cut their own batches (Parquet,
+    /// CSV, JSON lines); default [`DEFAULT_BATCH_ROWS`]. Arrow IPC files and
+    /// streams return their batches as stored, so this does not apply to them.
+    pub batch_rows: usize,
+    /// CSV only: header, delimiter, schema and inference. Its `batch_size`
+    /// is replaced by `batch_rows`.
+    pub csv: CsvOptions,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self { batch_rows: DEFAULT_BATCH_ROWS, csv: CsvOptions::default() }
+    }
+}
 
 /// A pull source of record batches.
 pub trait BatchSource: Send {

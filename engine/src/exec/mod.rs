@@ -1,28 +1,54 @@
 //! Engines: strategies that run a [`PipelineGraph`], all producing the same
 //! result as the reference [`SyncEngine`].
+//!
+//! | engine | model | for |
+//! |---|---|---|
+//! | [`SyncEngine`] | one thread, topological, deterministic | tests, golden outputs |
+//! | [`StealEngine`] | actors on a work-stealing pool, fused stateless chains | the default |
+//! | [`RayonEngine`] | stage at a time, data-parallel over batches | bounded inputs |
+//! | [`DataflowEngine`] | a thread per stage instance, bounded links | coarse stages, blocking IO |
+//! | [`HybridEngine`] | per-stage placement by [`ParallelismHint`](crate::ParallelismHint) | mixed pipelines |
 
+mod dataflow;
+pub(crate) mod exchange;
+mod hybrid;
+pub(crate) mod plan;
+mod rayon_engine;
 mod report;
+mod runtime;
+mod steal;
 mod sync;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use dataflow::DataflowEngine;
+pub use hybrid::HybridEngine;
+pub use rayon_engine::RayonEngine;
 pub use report::{RunReport, StageReport};
+pub use runtime::{RunHandle, StageSnapshot};
+pub use steal::StealEngine;
 pub use sync::SyncEngine;
 
 use crate::{Clock, Error, PipelineGraph, Progress, Result, SystemClock};
 
 /// Runs pipelines.
 pub trait Engine {
-    /// The engine's name (`sync`, ...).
+    /// The engine's name (`sync`, `steal`, ...).
     fn name(&self) -> &'static str;
+
+    /// Starts `graph` in the background and returns a handle to inspect,
+    /// drain or abort it.
+    fn spawn(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunHandle>;
 
     /// Runs `graph` to completion: every source read to its end, every
     /// accumulator flushed, every sink finished. On error every sink is
     /// aborted (no partial output file is left) and the error names the
     /// stage that failed.
-    fn run(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunReport>;
+    fn run(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunReport> {
+        self.spawn(graph, opts)?.join()
+    }
 }
 
 /// Options for one run.
@@ -34,11 +60,19 @@ pub struct RunOptions {
     pub progress: Option<Arc<Progress>>,
     /// How often stages are told that processing time moved (`on_time`).
     pub tick: Duration,
+    /// Units a link between two stage instances holds before its producer
+    /// parks (parallel engines).
+    pub mailbox_capacity: usize,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), progress: None, tick: Duration::from_millis(100) }
+        Self {
+            clock: Arc::new(SystemClock),
+            progress: None,
+            tick: Duration::from_millis(100),
+            mailbox_capacity: 8,
+        }
     }
 }
 
@@ -54,24 +88,41 @@ impl RunOptions {
         self.progress = Some(progress);
         self
     }
+
+    /// Sets the link capacity of the parallel engines.
+    pub fn with_mailbox_capacity(mut self, units: usize) -> Self {
+        self.mailbox_capacity = units.max(1);
+        self
+    }
 }
 
 /// The engines, by name: what `--engine` and the spec's `engine` key choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum EngineKind {
-    /// [`SyncEngine`]: one thread, deterministic.
+    /// [`SyncEngine`].
     Sync,
+    /// [`StealEngine`].
+    Steal,
+    /// [`RayonEngine`].
+    Rayon,
+    /// [`DataflowEngine`].
+    Dataflow,
+    /// [`HybridEngine`].
+    Hybrid,
 }
 
 impl EngineKind {
-    /// Names of the engines this build has.
-    pub const AVAILABLE: &'static str = "sync";
+    /// Names of the engines, for help texts.
+    pub const AVAILABLE: &'static str = "sync, steal, rayon, dataflow, hybrid";
 
-    /// An engine of this kind. `threads` is ignored by single-threaded engines.
-    pub fn create(self, _threads: usize) -> Box<dyn Engine> {
+    /// An engine of this kind with `threads` workers (ignored by `sync`).
+    pub fn create(self, threads: usize) -> Box<dyn Engine> {
         match self {
             EngineKind::Sync => Box::new(SyncEngine::new()),
+            EngineKind::Steal => Box::new(StealEngine::with_threads(threads)),
+            EngineKind::Rayon => Box::new(RayonEngine::with_threads(threads)),
+            EngineKind::Dataflow => Box::new(DataflowEngine::with_threads(threads)),
+            EngineKind::Hybrid => Box::new(HybridEngine::with_threads(threads)),
         }
     }
 }
@@ -81,10 +132,16 @@ impl FromStr for EngineKind {
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "sync" => Ok(EngineKind::Sync),
-            _ => Err(Error::UnknownEngine {
-                name: s.to_owned(),
-                available: "sync (steal, rayon, dataflow and hybrid are not built yet)",
-            }),
+            "steal" => Ok(EngineKind::Steal),
+            "rayon" => Ok(EngineKind::Rayon),
+            "dataflow" => Ok(EngineKind::Dataflow),
+            "hybrid" => Ok(EngineKind::Hybrid),
+            _ => Err(Error::UnknownEngine { name: s.to_owned(), available: Self::AVAILABLE }),
         }
     }
+}
+
+/// Threads to use when none are given: the machine's cores.
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }

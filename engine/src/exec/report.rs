@@ -30,6 +30,10 @@ pub struct StageReport {
     pub accum: Option<AccumStats>,
     /// What a sink wrote.
     pub sink: Option<SinkSummary>,
+    /// Rows the stage discarded by design (see
+    /// [`Stage::dropped_rows`](crate::Stage::dropped_rows)), e.g. a branch's
+    /// rows that matched no route and had no `otherwise` output.
+    pub rows_dropped: u64,
 }
 
 impl StageReport {
@@ -45,6 +49,7 @@ impl StageReport {
             busy: Duration::ZERO,
             accum: None,
             sink: None,
+            rows_dropped: 0,
         }
     }
 }

@@ -10,16 +10,23 @@
 //!    what one source batch fans out to.
 //! 4. When processing time has moved by a tick, call `on_time` everywhere.
 //! 5. When every source is done, walk once more calling `finish` after a
-//!    node's queue is empty, then finish the sinks.
+//!    node's queue is empty.
+//! 6. Finish every sink (each writes and syncs its output, still invisible);
+//!    only when all finished, commit them all (each renames its file into
+//!    place).
 //!
-//! On any error every sink is aborted and the error names the stage.
+//! On any error every sink is aborted, finished or not, so a failed run
+//! leaves no output file behind; the error names the stage.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use garner_columnar::{Batch, BatchSink, BatchSource};
 
-use super::{Engine, RunOptions, RunReport, StageReport};
+use super::runtime::RunControl;
+use super::{Engine, RunHandle, RunOptions, RunReport, StageReport, StageSnapshot};
 use crate::graph::NodeBody;
 use crate::{Emitter, Error, Millis, PipelineGraph, Progress, Result, Stage, StageContext};
 
@@ -50,6 +57,64 @@ struct Run {
     ids: Vec<String>,
     topo: Vec<usize>,
     emitter: Emitter,
+    /// What the last stage call emitted, being routed (reused, so routing
+    /// allocates nothing per call).
+    emitted: Vec<(usize, Batch)>,
+}
+
+/// Stop and abort requests, and live figures, for a sync run in the background.
+#[derive(Debug, Default)]
+pub(crate) struct SyncControl {
+    stop: AtomicBool,
+    abort: AtomicBool,
+    live: Mutex<Vec<(String, StageSnapshot)>>,
+}
+
+impl RunControl for SyncControl {
+    fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.iter().find(|(id, _)| id == stage_id).map(|(_, s)| s.clone())
+    }
+    fn stop(&self) {
+        self.stop.store(true, Relaxed);
+    }
+    fn abort(&self) {
+        self.abort.store(true, Relaxed);
+    }
+}
+
+impl SyncControl {
+    fn publish(&self, reports: &[StageReport], queues: &[VecDeque<Batch>]) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        *live = reports
+            .iter()
+            .zip(queues)
+            .map(|(r, q)| {
+                let snap = StageSnapshot {
+                    kind: Some(r.kind),
+                    instances: 1,
+                    rows_in: r.rows_in,
+                    rows_out: r.rows_out,
+                    batches_in: r.batches_in,
+                    batches_out: r.batches_out,
+                    queue_depth: q.len() as u64,
+                    ..Default::default()
+                };
+                (r.id.clone(), snap)
+            })
+            .collect();
+    }
+}
+
+fn run_sync(graph: PipelineGraph, opts: &RunOptions, control: Option<&SyncControl>) -> Result<RunReport> {
+    let started = Instant::now();
+    let pipeline = graph.name.clone();
+    let mut run = Run::new(graph, opts)?;
+    if let Err(e) = run.execute(opts, control) {
+        run.abort_sinks();
+        return Err(e);
+    }
+    Ok(RunReport { pipeline, engine: "sync", elapsed: started.elapsed(), stages: run.reports })
 }
 
 impl Engine for SyncEngine {
@@ -57,18 +122,20 @@ impl Engine for SyncEngine {
         "sync"
     }
 
+    /// Runs on the calling thread.
     fn run(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunReport> {
-        let started = Instant::now();
-        let pipeline = graph.name.clone();
-        let mut run = Run::new(graph, &opts)?;
-        match run.execute(&opts) {
-            Ok(()) => {}
-            Err(e) => {
-                run.abort_sinks();
-                return Err(e);
-            }
-        }
-        Ok(RunReport { pipeline, engine: "sync", elapsed: started.elapsed(), stages: run.reports })
+        run_sync(graph, &opts, None)
+    }
+
+    /// Runs on one background thread.
+    fn spawn(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunHandle> {
+        let control = Arc::new(SyncControl::default());
+        let c = control.clone();
+        let driver = std::thread::Builder::new()
+            .name("garner-sync".into())
+            .spawn(move || run_sync(graph, &opts, Some(&c)))
+            .map_err(|e| Error::Internal(format!("cannot start the run thread: {e}")))?;
+        Ok(RunHandle::new(control, driver))
     }
 }
 
@@ -76,6 +143,7 @@ impl Run {
     fn new(graph: PipelineGraph, opts: &RunOptions) -> Result<Self> {
         let start_time = opts.clock.now();
         let n = graph.nodes.len();
+        let rows_hint = graph.rows_hint();
         let mut consumers: Vec<Vec<Vec<usize>>> =
             graph.nodes.iter().map(|node| vec![Vec::new(); node.output_ports.len()]).collect();
         for e in &graph.edges {
@@ -105,6 +173,7 @@ impl Run {
             ids,
             topo: graph.topo,
             emitter: Emitter::new(start_time),
+            emitted: Vec::new(),
         };
         // Open in topological order; on failure abort the sinks opened so far.
         let mut opened: Vec<Option<Instance>> = (0..n).map(|_| None).collect();
@@ -131,7 +200,7 @@ impl Run {
                 break;
             }
         }
-        if let (Some(progress), Some(rows)) = (&opts.progress, total_hint(&opened)) {
+        if let (Some(progress), Some(rows)) = (&opts.progress, rows_hint) {
             Progress::set(&progress.rows_expected, rows);
         }
         if let Some(e) = failure {
@@ -146,12 +215,22 @@ impl Run {
         Ok(run)
     }
 
-    fn execute(&mut self, opts: &RunOptions) -> Result<()> {
+    fn execute(&mut self, opts: &RunOptions, control: Option<&SyncControl>) -> Result<()> {
         let tick = opts.tick.as_millis().max(1) as Millis;
         let mut last_tick = opts.clock.now();
         loop {
+            if let Some(c) = control {
+                if c.abort.load(Relaxed) {
+                    return Err(Error::Aborted);
+                }
+                if c.stop.load(Relaxed) {
+                    break;
+                }
+                c.publish(&self.reports, &self.queues);
+            }
             let mut active = false;
-            for &i in &self.topo.clone() {
+            for k in 0..self.topo.len() {
+                let i = self.topo[k];
                 let Instance::Source { source, seq, done } = &mut self.instances[i] else { continue };
                 if *done {
                     continue;
@@ -192,19 +271,13 @@ impl Run {
         let now = opts.clock.now();
         self.emitter.set_now(now);
         self.drain(opts, Some(now))?;
-        for i in 0..self.instances.len() {
-            if let Instance::Sink(sink) = &mut self.instances[i] {
-                let t = Instant::now();
-                let summary = sink.finish().map_err(|e| Error::from(e).in_stage(&self.ids[i]))?;
-                self.reports[i].busy += t.elapsed();
-                self.reports[i].sink = Some(summary);
-            }
-        }
         for (i, instance) in self.instances.iter().enumerate() {
             if let Instance::Stage(stage) = instance {
                 self.reports[i].accum = stage.accum_stats();
+                self.reports[i].rows_dropped = stage.dropped_rows();
             }
         }
+        self.finish_sinks()?;
         if let Some(p) = &opts.progress {
             self.publish(p);
         }
@@ -265,14 +338,38 @@ impl Run {
         self.drain(opts, None)
     }
 
+    /// Finishes every sink, then, only if all finished, commits them all.
+    /// On error the caller aborts every sink: those finished but not
+    /// committed remove their output too.
+    fn finish_sinks(&mut self) -> Result<()> {
+        for i in 0..self.instances.len() {
+            if let Instance::Sink(sink) = &mut self.instances[i] {
+                let t = Instant::now();
+                let summary = sink.finish().map_err(|e| Error::from(e).in_stage(&self.ids[i]))?;
+                self.reports[i].busy += t.elapsed();
+                self.reports[i].sink = Some(summary);
+            }
+        }
+        for i in 0..self.instances.len() {
+            if let Instance::Sink(sink) = &mut self.instances[i] {
+                sink.commit().map_err(|e| Error::from(e).in_stage(&self.ids[i]))?;
+            }
+        }
+        Ok(())
+    }
+
     fn route_emitted(&mut self, from: usize) {
-        let emitted: Vec<(usize, Batch)> = self.emitter.drain().collect();
-        for (port, batch) in emitted {
+        // Move the buffer out so `route` can borrow `self`; put it back
+        // (empty, capacity kept) after.
+        let mut emitted = std::mem::take(&mut self.emitted);
+        emitted.extend(self.emitter.drain());
+        for (port, batch) in emitted.drain(..) {
             let r = &mut self.reports[from];
             r.rows_out += batch.num_rows() as u64;
             r.batches_out += 1;
             self.route(from, port, batch);
         }
+        self.emitted = emitted;
     }
 
     fn route(&mut self, from: usize, port: usize, batch: Batch) {
@@ -307,13 +404,109 @@ impl Run {
     }
 }
 
-fn total_hint(instances: &[Option<Instance>]) -> Option<u64> {
-    instances
-        .iter()
-        .flatten()
-        .filter_map(|i| match i {
-            Instance::Source { source, .. } => Some(source.rows_hint()),
-            _ => None,
-        })
-        .sum()
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
+    use arrow_schema::SchemaRef;
+    use garner_columnar::sink::{CollectSink, CsvSink};
+    use garner_columnar::source::MemorySource;
+    use garner_columnar::SinkSummary;
+
+    use super::*;
+    use crate::stages::Branch;
+    use crate::{col, Pipeline};
+
+    fn source() -> MemorySource {
+        let batch = RecordBatch::try_from_iter([
+            ("x", Arc::new(Int64Array::from(vec![1, 2, 3, 4])) as ArrayRef),
+            ("f", Arc::new(Float64Array::from(vec![0.5, 1.5, 2.5, 3.5])) as ArrayRef),
+        ])
+        .unwrap();
+        MemorySource::try_from_batches(vec![batch]).unwrap()
+    }
+
+    /// A sink whose `finish` fails, as a full disk would.
+    struct FailingFinish;
+
+    impl BatchSink for FailingFinish {
+        fn open(&mut self, _schema: SchemaRef) -> garner_columnar::Result<()> {
+            Ok(())
+        }
+        fn write(&mut self, _batch: &RecordBatch) -> garner_columnar::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self) -> garner_columnar::Result<SinkSummary> {
+            let disk_full = std::io::Error::other("no space left on device");
+            Err(garner_columnar::Error::io("failing.out", disk_full))
+        }
+        fn abort(&mut self) {}
+        fn describe(&self) -> String {
+            "failing sink".into()
+        }
+    }
+
+    #[test]
+    fn a_sink_that_fails_to_finish_leaves_no_other_sinks_output_behind() {
+        // Caught: the first sink was renamed into place before the second
+        // failed, so a failed run left `first.csv` behind.
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.csv");
+        let (collect, collected) = CollectSink::new();
+        let graph = Pipeline::new("two-sinks")
+            .source("read", source())
+            .branch("split", Branch::new().route("small", col("x").lt(3)).otherwise("big"))
+            .from("split.small")
+            .sink("first", CsvSink::create(&first).unwrap())
+            .from("split.big")
+            .transform("pass", crate::transforms::Select::columns(["x", "f"]))
+            .sink("second", FailingFinish)
+            .from("read")
+            .sink("third", collect)
+            .build()
+            .unwrap();
+        let err = SyncEngine::new().run(graph, RunOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("stage `second`"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert!(collected.batches().is_empty(), "the collect sink was aborted too");
+    }
+
+    #[test]
+    fn every_sink_is_committed_after_a_successful_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        let graph = Pipeline::new("two-files")
+            .source("read", source())
+            .branch("split", Branch::new().route("small", col("x").lt(3)).otherwise("big"))
+            .from("split.small")
+            .sink("a", CsvSink::create(&a).unwrap())
+            .from("split.big")
+            .sink("b", CsvSink::create(&b).unwrap())
+            .build()
+            .unwrap();
+        let report = SyncEngine::new().run(graph, RunOptions::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "x,f\n1,0.5\n2,1.5\n");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "x,f\n3,2.5\n4,3.5\n");
+        assert_eq!(report.stage("a").unwrap().sink.as_ref().unwrap().rows, 2);
+    }
+
+    #[test]
+    fn rows_a_branch_drops_are_reported() {
+        // Caught: rows matching no route (no `otherwise`) vanished without a trace.
+        let (sink, out) = CollectSink::new();
+        let graph = Pipeline::new("drop")
+            .source("read", source())
+            .branch("split", Branch::new().route("small", col("f").lt(2)))
+            .from("split.small")
+            .sink("write", sink)
+            .build()
+            .unwrap();
+        let report = SyncEngine::new().run(graph, RunOptions::default()).unwrap();
+        assert_eq!(out.num_rows(), 2);
+        let split = report.stage("split").unwrap();
+        assert_eq!((split.rows_in, split.rows_out, split.rows_dropped), (4, 2, 2));
+        assert_eq!(report.stage("read").unwrap().rows_dropped, 0);
+    }
 }

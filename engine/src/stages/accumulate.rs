@@ -3,7 +3,7 @@
 //! batches and processing time and forwards what it emits.
 
 use arrow_schema::SchemaRef;
-use garner_accum::{AccumStats, VarSet, VarSetAssembler};
+use garner_accum::{AccumStats, TimeMode, VarSet, VarSetAssembler};
 use garner_columnar::Batch;
 
 use crate::{Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
@@ -58,10 +58,22 @@ impl Stage for AccumulateStage {
         self.spec.key_columns().to_vec()
     }
 
+    fn event_time_column(&self) -> Option<String> {
+        match self.spec.time_mode() {
+            TimeMode::Event { column } => Some(column.clone()),
+            TimeMode::Processing => None,
+        }
+    }
+
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
         let now = out.now();
-        let emitted = self.assembler(&batch.data.schema())?.push(&batch.data, now)?;
+        let assembler = self.assembler(&batch.data.schema())?;
+        let emitted = assembler.push(&batch.data, now)?;
         Self::forward(out, emitted);
+        if let Some(watermark) = batch.meta.watermark {
+            let emitted = assembler.observe_watermark(watermark)?;
+            Self::forward(out, emitted);
+        }
         Ok(())
     }
 

@@ -1,26 +1,42 @@
 //! Routing rows to named outputs by predicate.
 
-use arrow_array::BooleanArray;
 use arrow_buffer::BooleanBuffer;
 use arrow_schema::SchemaRef;
 use garner_columnar::Batch;
 
-use crate::{Emitter, Error, Predicate, Result, Stage};
+use crate::{BoundPredicate, Emitter, Error, Predicate, Result, Stage, StageContext};
 
 /// Routes each row to the first route whose predicate holds, or to the
-/// `otherwise` output. Every row goes to exactly one output; a row that
-/// matches no route and has no `otherwise` output is dropped and counted
-/// (see [`Branch::unrouted_rows`]).
+/// `otherwise` output. Every row goes to at most one output; a row that
+/// matches no route when there is no `otherwise` output is dropped and
+/// counted ([`Stage::dropped_rows`], reported as the stage's
+/// `rows_dropped`).
 ///
 /// ```
 /// use garner_engine::{col, stages::Branch};
 /// let b = Branch::new().route("large", col("limit").gt(1_000_000)).otherwise("rest");
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Branch {
     routes: Vec<(String, Predicate)>,
     otherwise: Option<String>,
-    unrouted: u64,
+    /// Per route, its predicate bound to the input schema (in `open` or on
+    /// the first batch).
+    bound: Vec<Option<BoundPredicate>>,
+    /// Rows that matched no route and had no `otherwise` output.
+    dropped: u64,
+}
+
+impl Clone for Branch {
+    /// A clone is a fresh instance: same routes, nothing dropped yet.
+    fn clone(&self) -> Self {
+        Self {
+            routes: self.routes.clone(),
+            otherwise: self.otherwise.clone(),
+            bound: self.bound.clone(),
+            dropped: 0,
+        }
+    }
 }
 
 impl Branch {
@@ -32,6 +48,7 @@ impl Branch {
     /// Adds output `name` for rows matching `predicate` (and no earlier route).
     pub fn route(mut self, name: impl Into<String>, predicate: Predicate) -> Self {
         self.routes.push((name.into(), predicate));
+        self.bound.push(None);
         self
     }
 
@@ -40,14 +57,16 @@ impl Branch {
         self.otherwise = Some(name.into());
         self
     }
-
-    /// Rows that matched no route and had no `otherwise` output.
-    pub fn unrouted_rows(&self) -> u64 {
-        self.unrouted
-    }
 }
 
 impl Stage for Branch {
+    fn open(&mut self, ctx: &StageContext) -> Result<()> {
+        for ((_, predicate), bound) in self.routes.iter().zip(&mut self.bound) {
+            *bound = Some(predicate.bind("", &ctx.input_schema)?);
+        }
+        Ok(())
+    }
+
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
         if self.routes.is_empty() {
             return Err(Error::InvalidStage {
@@ -76,32 +95,25 @@ impl Stage for Branch {
 
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
         let n = batch.num_rows();
+        let schema = batch.data.schema_ref();
         let mut taken = BooleanBuffer::new_unset(n);
-        for (port, (_, predicate)) in self.routes.iter().enumerate() {
-            let mask = &predicate.evaluate(&batch.data)? & &!&taken;
-            emit_rows(&batch, &mask, port, out)?;
+        for (port, ((_, predicate), bound)) in self.routes.iter().zip(&mut self.bound).enumerate() {
+            let matched = predicate.bind_cached(bound, schema)?.evaluate(&batch.data)?;
+            let mask = &matched & &!&taken;
+            out.emit_selected(port, &batch, &mask)?;
             taken = &taken | &mask;
         }
         let rest = !&taken;
         match &self.otherwise {
-            Some(_) => emit_rows(&batch, &rest, self.routes.len(), out)?,
-            None => self.unrouted += rest.count_set_bits() as u64,
+            Some(_) => out.emit_selected(self.routes.len(), &batch, &rest)?,
+            None => self.dropped += rest.count_set_bits() as u64,
         }
         Ok(())
     }
-}
 
-fn emit_rows(batch: &Batch, mask: &BooleanBuffer, port: usize, out: &mut Emitter) -> Result<()> {
-    let count = mask.count_set_bits();
-    if count == batch.num_rows() {
-        out.emit_to(port, batch.clone());
-    } else if count > 0 {
-        let data =
-            arrow_select::filter::filter_record_batch(&batch.data, &BooleanArray::new(mask.clone(), None))
-                .map_err(|e| Error::arrow("branch", e))?;
-        out.emit_to(port, batch.with_data(data));
+    fn dropped_rows(&self) -> u64 {
+        self.dropped
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -123,11 +135,16 @@ mod tests {
     }
 
     #[test]
-    fn unrouted_rows_are_counted() {
+    fn unrouted_rows_are_counted_and_a_clone_starts_at_zero() {
         let mut b = Branch::new().route("hi", col("score").gt(2.0));
         let mut out = Emitter::new(0);
         b.process(Batch::new(0, batch()), &mut out).unwrap();
-        assert_eq!(b.unrouted_rows(), 2);
+        assert_eq!(b.dropped_rows(), 2);
+        // Caught: a clone (a new partition's instance) inherited the count.
+        assert_eq!(b.clone().dropped_rows(), 0);
+        let mut with_rest = Branch::new().route("hi", col("score").gt(2.0)).otherwise("rest");
+        with_rest.process(Batch::new(0, batch()), &mut out).unwrap();
+        assert_eq!(with_rest.dropped_rows(), 0);
     }
 
     #[test]

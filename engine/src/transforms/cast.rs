@@ -8,7 +8,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use garner_columnar::Batch;
 
 use super::column_index;
-use crate::{Emitter, Error, Result, Stage};
+use crate::validate::same_columns;
+use crate::{Emitter, Error, Result, Stage, StageContext};
 
 /// Casts columns to new types. A value that does not convert (`"abc"` to
 /// Int64) is an error naming the column, never a silent null.
@@ -21,12 +22,23 @@ use crate::{Emitter, Error, Result, Stage};
 #[derive(Debug, Clone)]
 pub struct Cast {
     casts: Vec<(String, DataType)>,
+    /// Resolved against the input schema once (in `open`, or on the first
+    /// batch and again if the columns change), not per batch.
+    plan: Option<Plan>,
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    input: SchemaRef,
+    /// Per cast, the column's index.
+    indices: Vec<usize>,
+    output: SchemaRef,
 }
 
 impl Cast {
     /// Casts `column` to `to`.
     pub fn column(column: impl Into<String>, to: DataType) -> Self {
-        Self { casts: vec![(column.into(), to)] }
+        Self { casts: vec![(column.into(), to)], plan: None }
     }
 
     /// Also casts `column` to `to`.
@@ -34,11 +46,10 @@ impl Cast {
         self.casts.push((column.into(), to));
         self
     }
-}
 
-impl Stage for Cast {
-    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+    fn resolve(&self, input: &SchemaRef) -> Result<Plan> {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut indices = Vec::with_capacity(self.casts.len());
         for (column, to) in &self.casts {
             let i = column_index("", input, column)?;
             if !can_cast_types(fields[i].data_type(), to) {
@@ -48,21 +59,36 @@ impl Stage for Cast {
                 });
             }
             fields[i] = fields[i].clone().with_data_type(to.clone());
+            indices.push(i);
         }
-        Ok(Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())))
+        let output = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
+        Ok(Plan { input: input.clone(), indices, output })
+    }
+}
+
+impl Stage for Cast {
+    fn open(&mut self, ctx: &StageContext) -> Result<()> {
+        self.plan = Some(self.resolve(&ctx.input_schema)?);
+        Ok(())
+    }
+
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        Ok(self.resolve(input)?.output)
     }
 
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
-        let input = batch.data.schema();
-        let schema = self.output_schema(&input)?;
+        let input = batch.data.schema_ref();
+        let plan = match &self.plan {
+            Some(plan) if same_columns(&plan.input, input) => plan,
+            _ => self.plan.insert(self.resolve(input)?),
+        };
         let mut columns = batch.data.columns().to_vec();
         let options = CastOptions { safe: false, ..Default::default() };
-        for (column, to) in &self.casts {
-            let i = column_index("", &input, column)?;
+        for (&i, (column, to)) in plan.indices.iter().zip(&self.casts) {
             columns[i] = cast_with_options(&columns[i], to, &options)
                 .map_err(|e| Error::arrow(format!("casting column `{column}` to {to}"), e))?;
         }
-        let data = RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow("cast", e))?;
+        let data = RecordBatch::try_new(plan.output.clone(), columns).map_err(|e| Error::arrow("cast", e))?;
         out.emit(batch.with_data(data));
         Ok(())
     }
@@ -89,6 +115,15 @@ mod tests {
         let mut out = Emitter::new(0);
         let err = cast.process(Batch::new(0, data), &mut out).unwrap_err();
         assert!(err.to_string().contains("casting column `n` to Int64"), "{err}");
+    }
+
+    #[test]
+    fn the_output_schema_is_built_once_per_input_schema() {
+        // Caught: the output schema was rebuilt for every batch.
+        let mut cast = Cast::column("id", DataType::Utf8);
+        let first = run(&mut cast, batch());
+        let second = run(&mut cast, batch());
+        assert!(Arc::ptr_eq(first[0].schema_ref(), second[0].schema_ref()));
     }
 
     #[test]

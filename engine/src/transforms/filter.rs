@@ -1,10 +1,9 @@
 //! Row filters: by predicate, and the common "drop rows with nulls".
 
-use arrow_array::BooleanArray;
 use arrow_schema::SchemaRef;
 use garner_columnar::Batch;
 
-use crate::{col, Emitter, Error, Predicate, Result, Stage};
+use crate::{col, BoundPredicate, Emitter, Predicate, Result, Stage, StageContext};
 
 /// Keeps the rows for which the predicate is true (null counts as false).
 ///
@@ -15,32 +14,33 @@ use crate::{col, Emitter, Error, Predicate, Result, Stage};
 #[derive(Debug, Clone)]
 pub struct Filter {
     predicate: Predicate,
+    /// The predicate bound to the input schema: in `open`, or on the first
+    /// batch (and again if a batch comes with other columns).
+    bound: Option<BoundPredicate>,
 }
 
 impl Filter {
     /// A filter keeping rows where `predicate` holds.
     pub fn new(predicate: Predicate) -> Self {
-        Self { predicate }
+        Self { predicate, bound: None }
     }
 }
 
 impl Stage for Filter {
+    fn open(&mut self, ctx: &StageContext) -> Result<()> {
+        self.bound = Some(self.predicate.bind("", &ctx.input_schema)?);
+        Ok(())
+    }
+
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
         self.predicate.check("", input)?;
         Ok(input.clone())
     }
 
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
-        let mask = self.predicate.evaluate(&batch.data)?;
-        let kept = mask.count_set_bits();
-        if kept == batch.num_rows() {
-            out.emit(batch);
-        } else if kept > 0 {
-            let data = arrow_select::filter::filter_record_batch(&batch.data, &BooleanArray::new(mask, None))
-                .map_err(|e| Error::arrow("filter", e))?;
-            out.emit(batch.with_data(data));
-        }
-        Ok(())
+        let mask =
+            self.predicate.bind_cached(&mut self.bound, batch.data.schema_ref())?.evaluate(&batch.data)?;
+        out.emit_selected(0, &batch, &mask)
     }
 }
 
@@ -69,6 +69,9 @@ impl DropNulls {
 }
 
 impl Stage for DropNulls {
+    fn open(&mut self, ctx: &StageContext) -> Result<()> {
+        self.0.open(ctx)
+    }
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
         self.0.output_schema(input)
     }
@@ -94,6 +97,23 @@ mod tests {
     #[test]
     fn emits_nothing_when_nothing_matches() {
         assert!(run(&mut Filter::new(col("score").gt(100)), batch()).is_empty());
+    }
+
+    #[test]
+    fn a_fraction_against_an_integer_column_keeps_the_right_rows() {
+        // Caught: `id < 2.5` was evaluated as `id < 2`.
+        let out = run(&mut Filter::new(col("id").lt(2.5)), batch());
+        let ids: Vec<_> = out[0].column(0).as_primitive::<Int64Type>().iter().collect();
+        assert_eq!(ids, [Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn a_filter_rebinds_when_the_columns_change() {
+        let mut f = Filter::new(col("id").gt(1));
+        run(&mut f, batch());
+        let reordered = batch().project(&[2, 0]).unwrap();
+        let out = run(&mut f, reordered);
+        assert_eq!(out[0].num_rows(), 1);
     }
 
     #[test]

@@ -20,11 +20,7 @@ use crate::{Error, Result};
 /// The index of `column` in `schema`, or an error naming the stage and
 /// listing the columns there are.
 pub(crate) fn column_index(stage: &str, schema: &Schema, column: &str) -> Result<usize> {
-    schema.index_of(column).map_err(|_| Error::UnknownColumn {
-        stage: stage.to_owned(),
-        column: column.to_owned(),
-        available: schema.fields().iter().map(|f| f.name().clone()).collect(),
-    })
+    schema.index_of(column).map_err(|_| Error::unknown_column(stage, column, schema))
 }
 
 #[cfg(test)]

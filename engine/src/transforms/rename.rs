@@ -7,7 +7,8 @@ use arrow_schema::{Field, Schema, SchemaRef};
 use garner_columnar::Batch;
 
 use super::column_index;
-use crate::{Emitter, Error, Result, Stage};
+use crate::validate::same_columns;
+use crate::{Emitter, Error, Result, Stage, StageContext};
 
 /// Renames columns (zero-copy: only the schema changes).
 ///
@@ -18,7 +19,9 @@ use crate::{Emitter, Error, Result, Stage};
 #[derive(Debug, Clone)]
 pub struct Rename {
     pairs: Vec<(String, String)>,
-    schema: Option<SchemaRef>,
+    /// (input, output) schemas, resolved in `open` or on the first batch
+    /// (and again if the columns change).
+    schemas: Option<(SchemaRef, SchemaRef)>,
 }
 
 impl Rename {
@@ -29,11 +32,18 @@ impl Rename {
         A: Into<String>,
         B: Into<String>,
     {
-        Self { pairs: pairs.into_iter().map(|(a, b)| (a.into(), b.into())).collect(), schema: None }
+        Self { pairs: pairs.into_iter().map(|(a, b)| (a.into(), b.into())).collect(), schemas: None }
     }
 }
 
 impl Stage for Rename {
+    fn open(&mut self, ctx: &StageContext) -> Result<()> {
+        // The input schema of the graph, not the first batch's: after a
+        // merge, a field may be nullable in one input and not in another.
+        self.schemas = Some((ctx.input_schema.clone(), self.output_schema(&ctx.input_schema)?));
+        Ok(())
+    }
+
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         for (from, to) in &self.pairs {
@@ -51,9 +61,10 @@ impl Stage for Rename {
     }
 
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
-        let schema = match &self.schema {
-            Some(s) => s.clone(),
-            None => self.schema.insert(self.output_schema(&batch.data.schema())?).clone(),
+        let input = batch.data.schema_ref();
+        let schema = match &self.schemas {
+            Some((from, to)) if same_columns(from, input) => to.clone(),
+            _ => self.schemas.insert((input.clone(), self.output_schema(input)?)).1.clone(),
         };
         let data = RecordBatch::try_new(schema, batch.data.columns().to_vec())
             .map_err(|e| Error::arrow("rename", e))?;

@@ -1,6 +1,8 @@
 //! Row predicates for filters and branches: a column compared with a
-//! literal, null checks, and their combinations. Evaluated per batch with
-//! Arrow's comparison kernels.
+//! literal, null checks, and their combinations. A [`Predicate`] is bound
+//! to its input's schema once ([`Predicate::bind`], which converts every
+//! literal to its column's type without loss, see [`BoundPredicate`]), then
+//! evaluated per batch with Arrow's comparison kernels.
 //!
 //! ```
 //! use garner_engine::col;
@@ -8,15 +10,17 @@
 //! assert_eq!(p.to_string(), "(limit > 1000 AND name IS NOT NULL)");
 //! ```
 
+mod bound;
+
 use std::fmt;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, Scalar, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_buffer::BooleanBuffer;
-use arrow_cast::cast;
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{Schema, SchemaRef};
 
-use crate::{Error, Result};
+pub use self::bound::BoundPredicate;
+use crate::Result;
 
 /// A literal value to compare a column with.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +31,8 @@ pub enum Literal {
     UInt(u64),
     /// A float.
     Float(f64),
-    /// A string (also used for dates and timestamps: it is cast to the column's type).
+    /// A string: compared with text columns, or parsed as the column's type
+    /// (numbers, dates, timestamps).
     Str(String),
     /// A boolean.
     Bool(bool),
@@ -69,19 +74,6 @@ impl Literal {
             Literal::Str(v) => Arc::new(StringArray::from(vec![v.as_str()])),
             Literal::Bool(v) => Arc::new(BooleanArray::from(vec![*v])),
         }
-    }
-
-    /// The literal as a one-element array of `data_type`, or why it cannot be.
-    fn cast_to(&self, data_type: &DataType) -> std::result::Result<ArrayRef, String> {
-        let target = match data_type {
-            DataType::Dictionary(_, v) => v.as_ref(),
-            t => t,
-        };
-        let a = cast(&self.to_array(), target).map_err(|e| e.to_string())?;
-        if a.is_null(0) {
-            return Err(format!("{self} is not a valid {target}"));
-        }
-        Ok(a)
     }
 }
 
@@ -151,7 +143,8 @@ pub enum Predicate {
         column: String,
         /// The operator.
         op: CmpOp,
-        /// The literal, cast to the column's type.
+        /// The literal, converted to the column's type without loss when the
+        /// predicate is bound (see [`BoundPredicate`]).
         value: Literal,
     },
     /// The column is null.
@@ -228,117 +221,38 @@ impl Predicate {
         Predicate::Not(Box::new(self))
     }
 
-    /// Checks the predicate against a schema: every column exists and every
-    /// literal can be cast to its column's type.
-    pub fn check(&self, stage: &str, schema: &Schema) -> Result<()> {
-        match self {
-            Predicate::Cmp { column, op, value } => {
-                let field = field(stage, schema, column)?;
-                value.cast_to(field.data_type()).map_err(|why| Error::InvalidStage {
-                    stage: stage.to_owned(),
-                    message: format!(
-                        "cannot compare column `{column}` ({}) {} {value}: {why}",
-                        field.data_type(),
-                        op.symbol()
-                    ),
-                })?;
-                Ok(())
-            }
-            Predicate::IsNull(c) | Predicate::IsNotNull(c) => field(stage, schema, c).map(|_| ()),
-            Predicate::And(a, b) | Predicate::Or(a, b) => {
-                a.check(stage, schema)?;
-                b.check(stage, schema)
-            }
-            Predicate::Not(a) => a.check(stage, schema),
+    /// Resolves the predicate against `schema`: every column must exist and
+    /// every literal must have an exact meaning against its column (a
+    /// number is not compared with a text column). Errors name `stage`
+    /// (empty: filled in by the engine) and the column.
+    pub fn bind(&self, stage: &str, schema: &SchemaRef) -> Result<BoundPredicate> {
+        BoundPredicate::new(self, stage, schema)
+    }
+
+    /// The predicate bound to `schema`: `cache` if it was bound to these
+    /// columns already, else bound afresh and kept in `cache`.
+    pub(crate) fn bind_cached<'a>(
+        &self,
+        cache: &'a mut Option<BoundPredicate>,
+        schema: &SchemaRef,
+    ) -> Result<&'a BoundPredicate> {
+        if !cache.as_ref().is_some_and(|bound| bound.matches(schema)) {
+            *cache = Some(self.bind("", schema)?);
         }
+        cache.as_ref().ok_or_else(|| crate::Error::Internal("predicate not bound".into()))
     }
 
-    /// The rows of `batch` that match, as a bitmap.
-    ///
-    /// Logic is SQL's three-valued logic: a comparison with a null value is
-    /// unknown, `NOT unknown` is unknown, and a row matches only when the
-    /// predicate is definitely true.
+    /// Checks the predicate against a schema, as [`bind`](Self::bind) does.
+    pub fn check(&self, stage: &str, schema: &Schema) -> Result<()> {
+        bound::check(self, stage, schema)
+    }
+
+    /// The rows of `batch` that match, as a bitmap (see
+    /// [`BoundPredicate::evaluate`]). Binds the predicate on every call:
+    /// stages that see many batches bind once and keep the result.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanBuffer> {
-        Ok(self.tri(batch)?.is_true)
+        self.bind("", batch.schema_ref())?.evaluate(batch)
     }
-
-    fn tri(&self, batch: &RecordBatch) -> Result<Tri> {
-        Ok(match self {
-            Predicate::Cmp { column, op, value } => {
-                let array = column_of(batch, column)?;
-                let lit = value.cast_to(array.data_type()).map_err(|why| Error::InvalidStage {
-                    stage: String::new(),
-                    message: format!("cannot compare `{column}` with {value}: {why}"),
-                })?;
-                let rhs = Scalar::new(lit);
-                let lhs: &dyn arrow_array::Datum = array;
-                let result = match op {
-                    CmpOp::Eq => arrow_ord::cmp::eq(lhs, &rhs),
-                    CmpOp::NotEq => arrow_ord::cmp::neq(lhs, &rhs),
-                    CmpOp::Lt => arrow_ord::cmp::lt(lhs, &rhs),
-                    CmpOp::LtEq => arrow_ord::cmp::lt_eq(lhs, &rhs),
-                    CmpOp::Gt => arrow_ord::cmp::gt(lhs, &rhs),
-                    CmpOp::GtEq => arrow_ord::cmp::gt_eq(lhs, &rhs),
-                }
-                .map_err(|e| Error::arrow(format!("evaluating {self}"), e))?;
-                match result.nulls() {
-                    Some(valid) => Tri {
-                        is_true: result.values() & valid.inner(),
-                        is_false: &!result.values() & valid.inner(),
-                    },
-                    None => Tri { is_true: result.values().clone(), is_false: !result.values() },
-                }
-            }
-            Predicate::IsNull(c) | Predicate::IsNotNull(c) => {
-                let a = column_of(batch, c)?;
-                let valid = match a.logical_nulls() {
-                    Some(n) => n.inner().clone(),
-                    None => BooleanBuffer::new_set(a.len()),
-                };
-                let null = !&valid;
-                if matches!(self, Predicate::IsNull(_)) {
-                    Tri { is_true: null, is_false: valid }
-                } else {
-                    Tri { is_true: valid, is_false: null }
-                }
-            }
-            Predicate::And(a, b) => {
-                let (a, b) = (a.tri(batch)?, b.tri(batch)?);
-                Tri { is_true: &a.is_true & &b.is_true, is_false: &a.is_false | &b.is_false }
-            }
-            Predicate::Or(a, b) => {
-                let (a, b) = (a.tri(batch)?, b.tri(batch)?);
-                Tri { is_true: &a.is_true | &b.is_true, is_false: &a.is_false & &b.is_false }
-            }
-            Predicate::Not(a) => {
-                let a = a.tri(batch)?;
-                Tri { is_true: a.is_false, is_false: a.is_true }
-            }
-        })
-    }
-}
-
-/// A three-valued result: rows definitely true, rows definitely false; the
-/// rest are unknown (null).
-struct Tri {
-    is_true: BooleanBuffer,
-    is_false: BooleanBuffer,
-}
-
-fn field<'a>(stage: &str, schema: &'a Schema, column: &str) -> Result<&'a arrow_schema::Field> {
-    schema.field_with_name(column).map_err(|_| Error::UnknownColumn {
-        stage: stage.to_owned(),
-        column: column.to_owned(),
-        available: schema.fields().iter().map(|f| f.name().clone()).collect(),
-    })
-}
-
-fn column_of<'a>(batch: &'a RecordBatch, column: &str) -> Result<&'a ArrayRef> {
-    batch.column_by_name(column).ok_or_else(|| Error::UnknownColumn {
-        stage: String::new(),
-        column: column.to_owned(),
-        available: batch.schema().fields().iter().map(|f| f.name().clone()).collect(),
-    })
 }
 
 impl fmt::Display for Predicate {
@@ -357,6 +271,7 @@ impl fmt::Display for Predicate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use arrow_array::{Int64Array, StringArray};
 
     fn batch() -> RecordBatch {

@@ -1,0 +1,309 @@
+//! The physical plan shared by the parallel engines: every node expanded
+//! into instances, chains of stateless stages fused into one actor, and
+//! every edge expanded into links between instances with a distribution.
+//!
+//! Order is kept without sequence bookkeeping by one invariant:
+//! 1. a source emits one *unit* (a list of batches) per batch it reads;
+//! 2. every actor emits exactly one unit per unit it receives on each
+//!    ordered out-link (possibly empty), in the order it received them;
+//! 3. a round-robin distribution sends unit `n` to instance `n % P`, a hash
+//!    or broadcast distribution sends one unit to every instance;
+//! 4. an ordered consumer reads the links of each input edge cyclically,
+//!    one unit from each in turn (skipping links whose producer has ended);
+//!    with several input edges (a merge), it takes one unit from every
+//!    edge, in the topological order of their producers, and processes
+//!    them as one unit, which is the order in which the `SyncEngine`
+//!    queues them.
+//!
+//! Then every consumer sees units in source order (round-robin replicas
+//! cover units `i, i+P, ...`; hash-fed instances all cover every unit), so
+//! each accumulator instance sees its keys' fragments in source order and
+//! an ordered sink writes in source order, as the `SyncEngine` does.
+//! Unordered links skip empty units and are read in whatever order they
+//! fill.
+
+use std::sync::Arc;
+
+use garner_columnar::{BatchSink, BatchSource};
+
+use super::exchange::HashPartitioner;
+use crate::graph::NodeBody;
+use crate::{Error, NodeId, Ordering, Partitioning, PipelineGraph, Result, Stage, StageKind};
+
+/// Index of an actor in [`Plan::actors`].
+pub(crate) type ActorId = usize;
+/// Index of a link in [`Plan::links`].
+pub(crate) type LinkId = usize;
+
+/// How a unit leaving an out-edge is spread over the consumer's links.
+#[derive(Debug)]
+pub(crate) enum Distribution {
+    /// One link (forward to the same instance, or fan-in).
+    One,
+    /// Unit `n` to link `n % links`.
+    RoundRobin,
+    /// Rows by the hash of key columns, one part to every link; parts carry
+    /// the watermark of this event-time column (index), if the consumer keeps one.
+    Hash(HashPartitioner, Option<usize>),
+    /// The whole unit to every link.
+    Broadcast,
+}
+
+/// One edge leaving an actor's last stage, expanded.
+#[derive(Debug)]
+pub(crate) struct OutEdge {
+    pub(crate) distribution: Distribution,
+    /// One link per consumer instance reached (instance order).
+    pub(crate) links: Vec<LinkId>,
+    /// Whether the consumer reads these links in order (then empty units
+    /// must be sent too).
+    pub(crate) ordered: bool,
+}
+
+/// One graph edge into an actor, expanded: its links in producer-instance order.
+#[derive(Debug)]
+pub(crate) struct InGroup {
+    pub(crate) links: Vec<LinkId>,
+    pub(crate) ordered: bool,
+    /// Topological position of the producing node: ordered consumers take
+    /// one unit from each group per cycle, in this order, as the
+    /// `SyncEngine` queues them.
+    pub(crate) rank: usize,
+}
+
+/// A link: a bounded FIFO of units from one actor to another.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkSpec {
+    pub(crate) from: ActorId,
+    pub(crate) to: ActorId,
+}
+
+/// What an actor runs.
+pub(crate) enum Body {
+    Source(Box<dyn BatchSource>),
+    /// A fused chain: each stage feeds the next; the last one's ports are
+    /// the actor's outputs.
+    Chain(Vec<Box<dyn Stage>>),
+    Sink(Box<dyn BatchSink>),
+}
+
+/// An actor: one instance of a node (or of a fused chain of nodes).
+pub(crate) struct ActorSpec {
+    /// The nodes it runs, in chain order.
+    pub(crate) nodes: Vec<NodeId>,
+    pub(crate) instance: usize,
+    pub(crate) instances: usize,
+    pub(crate) body: Body,
+    pub(crate) inputs: Vec<InGroup>,
+    /// Per output port of the last node: the edges leaving it.
+    pub(crate) outputs: Vec<Vec<OutEdge>>,
+    /// Whether the last node is stateful (gets ticks).
+    pub(crate) stateful: bool,
+}
+
+/// Per graph node: what the reports need.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeInfo {
+    pub(crate) id: String,
+    pub(crate) kind: StageKind,
+    pub(crate) instances: usize,
+    pub(crate) input_schema: Option<arrow_schema::SchemaRef>,
+    pub(crate) hint: crate::ParallelismHint,
+}
+
+/// The expanded graph.
+pub(crate) struct Plan {
+    pub(crate) nodes: Vec<NodeInfo>,
+    pub(crate) actors: Vec<ActorSpec>,
+    pub(crate) links: Vec<LinkSpec>,
+}
+
+/// Planning choices.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlanOptions {
+    /// Instances of a replicated node without an explicit parallelism.
+    pub(crate) threads: usize,
+    /// Fuse chains of stateless stages into one actor.
+    pub(crate) fuse: bool,
+}
+
+fn instances_of(kind: StageKind, parallelism: usize, threads: usize) -> usize {
+    match kind {
+        StageKind::Source | StageKind::Sink => 1,
+        _ if parallelism > 0 => parallelism,
+        _ => threads.max(1),
+    }
+}
+
+impl Plan {
+    /// Expands `graph`.
+    pub(crate) fn new(graph: PipelineGraph, opts: PlanOptions) -> Result<Plan> {
+        let PipelineGraph { nodes, edges, topo, .. } = graph;
+        let n = nodes.len();
+        let instances: Vec<usize> =
+            nodes.iter().map(|nd| instances_of(nd.kind, nd.parallelism, opts.threads)).collect();
+        let in_edges: Vec<Vec<usize>> =
+            (0..n).map(|i| (0..edges.len()).filter(|&e| edges[e].to == i).collect()).collect();
+        let out_edges: Vec<Vec<usize>> =
+            (0..n).map(|i| (0..edges.len()).filter(|&e| edges[e].from == i).collect()).collect();
+
+        // 1. Fusion: `next[a] = b` when b continues a's chain.
+        let fusable = |a: usize| -> Option<usize> {
+            if !opts.fuse || nodes[a].kind != StageKind::Transform || out_edges[a].len() != 1 {
+                return None;
+            }
+            let e = &edges[out_edges[a][0]];
+            let b = e.to;
+            let ok = matches!(nodes[b].kind, StageKind::Transform | StageKind::Branch)
+                && in_edges[b].len() == 1
+                && e.partitioning == Partitioning::Forward
+                && instances[a] == instances[b];
+            ok.then_some(b)
+        };
+        let mut chain_of: Vec<Option<usize>> = vec![None; n]; // node -> chain index
+        let mut chains: Vec<Vec<NodeId>> = Vec::new();
+        for &i in &topo {
+            if chain_of[i].is_some() {
+                continue;
+            }
+            let mut chain = vec![i];
+            let mut at = i;
+            while let Some(b) = fusable(at) {
+                chain.push(b);
+                at = b;
+            }
+            for &m in &chain {
+                chain_of[m] = Some(chains.len());
+            }
+            chains.push(chain);
+        }
+
+        // 2. Actors: one per chain instance.
+        let mut bodies: Vec<Option<NodeBody>> = Vec::with_capacity(n);
+        let mut infos = Vec::with_capacity(n);
+        for nd in nodes {
+            infos.push(NodeInfo {
+                id: nd.id.clone(),
+                kind: nd.kind,
+                instances: instances_of(nd.kind, nd.parallelism, opts.threads),
+                input_schema: nd.input_schema.clone(),
+                hint: nd.hint,
+            });
+            bodies.push(Some(nd.body));
+        }
+        let mut actors: Vec<ActorSpec> = Vec::new();
+        let mut actor_of: Vec<Vec<ActorId>> = vec![Vec::new(); chains.len()]; // chain -> instance -> actor
+        for (c, chain) in chains.iter().enumerate() {
+            let head = chain[0];
+            let count = instances[head];
+            let factories: Vec<Option<Arc<dyn crate::StageFactory>>> = chain
+                .iter()
+                .map(|&m| match &bodies[m] {
+                    Some(NodeBody::Stage(f)) => Some(f.clone()),
+                    _ => None,
+                })
+                .collect();
+            for inst in 0..count {
+                let body = match infos[head].kind {
+                    StageKind::Source => match bodies[head].take() {
+                        Some(NodeBody::Source(s)) => Body::Source(s),
+                        _ => return Err(Error::Internal("source body missing".into())),
+                    },
+                    StageKind::Sink => match bodies[head].take() {
+                        Some(NodeBody::Sink(s)) => Body::Sink(s),
+                        _ => return Err(Error::Internal("sink body missing".into())),
+                    },
+                    _ => Body::Chain(
+                        factories
+                            .iter()
+                            .map(|f| f.as_ref().map(|f| f.create(inst)))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| Error::Internal("stage factory missing".into()))?,
+                    ),
+                };
+                let last = *chain.last().expect("chains are non-empty");
+                actor_of[c].push(actors.len());
+                actors.push(ActorSpec {
+                    nodes: chain.clone(),
+                    instance: inst,
+                    instances: count,
+                    body,
+                    inputs: Vec::new(),
+                    outputs: Vec::new(),
+                    stateful: infos[last].kind == StageKind::Accumulator,
+                });
+                let ports = match &infos[last].kind {
+                    StageKind::Sink => 0,
+                    _ => out_ports(&edges, &out_edges[last]),
+                };
+                actors.last_mut().expect("just pushed").outputs = (0..ports).map(|_| Vec::new()).collect();
+            }
+        }
+
+        // 3. Links, edge by edge (edges inside a chain are function calls).
+        let mut links: Vec<LinkSpec> = Vec::new();
+        for e in &edges {
+            let (ca, cb) = (chain_of[e.from].expect("planned"), chain_of[e.to].expect("planned"));
+            if ca == cb {
+                continue;
+            }
+            let (pa, pb) = (actor_of[ca].len(), actor_of[cb].len());
+            // A repartition between different parallelisms does not keep order.
+            let ordered = e.ordering == Ordering::Ordered
+                && match e.partitioning {
+                    Partitioning::Hash(_) | Partitioning::Broadcast => true,
+                    Partitioning::Forward => pa == pb || pa == 1 || pb == 1,
+                    Partitioning::RoundRobin => pa == 1 || pb == 1,
+                };
+            // Which producer instances feed which consumer instances, and how.
+            let mut group_links: Vec<Vec<LinkId>> = vec![Vec::new(); pb]; // consumer instance -> links
+            for (i, &a) in actor_of[ca].iter().enumerate() {
+                let targets: Vec<usize> = match (&e.partitioning, pa, pb) {
+                    (Partitioning::Hash(_) | Partitioning::Broadcast | Partitioning::RoundRobin, _, _) => {
+                        (0..pb).collect()
+                    }
+                    (Partitioning::Forward, _, 1) => vec![0],
+                    (Partitioning::Forward, x, y) if x == y => vec![i],
+                    (Partitioning::Forward, _, _) => (0..pb).collect(),
+                };
+                let distribution = match (&e.partitioning, targets.len()) {
+                    (_, 1) => Distribution::One,
+                    (Partitioning::Hash(cols), _) => {
+                        let schema = infos[e.to]
+                            .input_schema
+                            .clone()
+                            .ok_or_else(|| Error::Internal("no input schema".into()))?;
+                        let time = match &bodies[e.to] {
+                            Some(NodeBody::Stage(f)) => f.create(0).event_time_column(),
+                            _ => None,
+                        };
+                        let time = time.and_then(|c| schema.index_of(&c).ok());
+                        Distribution::Hash(HashPartitioner::new(&schema, cols, targets.len())?, time)
+                    }
+                    (Partitioning::Broadcast, _) => Distribution::Broadcast,
+                    _ => Distribution::RoundRobin,
+                };
+                let mut out_links = Vec::with_capacity(targets.len());
+                for &t in &targets {
+                    let b = actor_of[cb][t];
+                    out_links.push(links.len());
+                    group_links[t].push(links.len());
+                    links.push(LinkSpec { from: a, to: b });
+                }
+                actors[a].outputs[e.from_port].push(OutEdge { distribution, links: out_links, ordered });
+            }
+            let rank = topo.iter().position(|&n| n == e.from).unwrap_or(usize::MAX);
+            for (t, group) in group_links.into_iter().enumerate() {
+                actors[actor_of[cb][t]].inputs.push(InGroup { links: group, ordered, rank });
+            }
+        }
+        for a in &mut actors {
+            a.inputs.sort_by_key(|g| g.rank);
+        }
+        Ok(Plan { nodes: infos, actors, links })
+    }
+}
+
+fn out_ports(edges: &[crate::Edge], out: &[usize]) -> usize {
+    out.iter().map(|&e| edges[e].from_port + 1).max().unwrap_or(0)
+}

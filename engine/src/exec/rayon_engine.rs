@@ -1,0 +1,395 @@
+//! Stage at a time, data-parallel: for bounded inputs that fit in memory.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use garner_columnar::Batch;
+use rayon::prelude::*;
+
+use super::exchange::HashPartitioner;
+use super::runtime::RunControl;
+use super::{Engine, RunHandle, RunOptions, RunReport, StageReport, StageSnapshot};
+use crate::graph::NodeBody;
+use crate::{Emitter, Error, Partitioning, PipelineGraph, Progress, Result, Stage, StageContext, StageKind};
+
+/// Runs the graph one stage at a time on a rayon pool, in topological order:
+///
+/// 1. a source is read to its end;
+/// 2. a stateless stage maps its input batches in parallel (an instance per
+///    rayon job), keeping their order;
+/// 3. an accumulator hash-partitions its input into one shard per thread
+///    (in parallel), then each shard is accumulated by its own instance in
+///    parallel, in input order;
+/// 4. a sink writes its input in order.
+///
+/// Every intermediate result is held in memory, so this engine is for
+/// bounded inputs that fit; in exchange it has no scheduling overhead at
+/// all. Processing-time ticks do not apply (the input is already there);
+/// accumulators flush at the end.
+///
+/// ```
+/// use garner_engine::RayonEngine;
+/// let engine = RayonEngine::with_threads(2);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RayonEngine {
+    threads: usize,
+}
+
+impl RayonEngine {
+    /// A pool of `threads` rayon workers.
+    pub fn with_threads(threads: usize) -> Self {
+        Self { threads: threads.max(1) }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RayonControl {
+    abort: AtomicBool,
+    done: Mutex<Vec<(String, StageSnapshot)>>,
+}
+
+impl RunControl for RayonControl {
+    fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
+        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        done.iter().find(|(id, _)| id == stage_id).map(|(_, s)| s.clone())
+    }
+    /// A stage-at-a-time run cannot drain early: stop lets it finish.
+    fn stop(&self) {}
+    fn abort(&self) {
+        self.abort.store(true, Relaxed);
+    }
+}
+
+impl Engine for RayonEngine {
+    fn name(&self) -> &'static str {
+        "rayon"
+    }
+
+    fn run(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunReport> {
+        run_rayon(graph, &opts, self.threads, &RayonControl::default())
+    }
+
+    fn spawn(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunHandle> {
+        let control = Arc::new(RayonControl::default());
+        let c = control.clone();
+        let threads = self.threads;
+        let driver = std::thread::Builder::new()
+            .name("garner-rayon".into())
+            .spawn(move || run_rayon(graph, &opts, threads, &c))
+            .map_err(|e| Error::Internal(format!("cannot start the run thread: {e}")))?;
+        Ok(RunHandle::new(control, driver))
+    }
+}
+
+fn run_rayon(
+    graph: PipelineGraph,
+    opts: &RunOptions,
+    threads: usize,
+    control: &RayonControl,
+) -> Result<RunReport> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("garner-rayon-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot build the rayon pool: {e}")))?;
+    let started = Instant::now();
+    let pipeline = graph.name.clone();
+    let mut sinks_to_abort = Vec::new();
+    let result = pool.install(|| execute(graph, opts, threads, control, &mut sinks_to_abort));
+    match result {
+        Ok(stages) => Ok(RunReport { pipeline, engine: "rayon", elapsed: started.elapsed(), stages }),
+        Err(e) => {
+            for mut s in sinks_to_abort {
+                s.abort();
+            }
+            Err(e)
+        }
+    }
+}
+
+type Sink = Box<dyn garner_columnar::BatchSink>;
+
+fn execute(
+    graph: PipelineGraph,
+    opts: &RunOptions,
+    threads: usize,
+    control: &RayonControl,
+    open_sinks: &mut Vec<Sink>,
+) -> Result<Vec<StageReport>> {
+    let PipelineGraph { name, nodes, edges, topo } = graph;
+    let start = opts.clock.now();
+    let mut reports: Vec<StageReport> = nodes.iter().map(|n| StageReport::new(&n.id, n.kind)).collect();
+    // Outputs per node, per port: units (the batches one input unit gave), in order.
+    let mut outputs: Vec<Vec<Vec<Vec<Batch>>>> =
+        nodes.iter().map(|n| vec![Vec::new(); n.output_ports.len()]).collect();
+    let mut bodies: Vec<Option<NodeBody>> = Vec::with_capacity(nodes.len());
+    let mut meta = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        meta.push((n.id, n.kind, n.input_schema, n.parallelism));
+        bodies.push(Some(n.body));
+    }
+    if let Some(p) = &opts.progress {
+        let hint: Option<u64> = bodies
+            .iter()
+            .filter_map(|b| match b {
+                Some(NodeBody::Source(s)) => Some(s.rows_hint()),
+                _ => None,
+            })
+            .sum();
+        Progress::set(&p.rows_expected, hint.unwrap_or(0));
+    }
+    // Sinks are opened up front so that a failure anywhere aborts them all.
+    let mut sinks: Vec<Option<Sink>> = Vec::new();
+    for b in bodies.iter_mut() {
+        sinks.push(match b.take() {
+            Some(NodeBody::Sink(s)) => Some(s),
+            other => {
+                *b = other;
+                None
+            }
+        });
+    }
+    for (i, s) in sinks.iter_mut().enumerate() {
+        if let Some(sink) = s {
+            let schema = meta[i].2.clone().ok_or_else(|| Error::Internal("sink without schema".into()))?;
+            if let Err(e) = sink.open(schema) {
+                open_sinks.extend(sinks.into_iter().flatten());
+                return Err(Error::from(e).in_stage(&meta[i].0));
+            }
+        }
+    }
+    let result = (|| -> Result<()> {
+        for &i in &topo {
+            if control.abort.load(Relaxed) {
+                return Err(Error::Aborted);
+            }
+            let (id, kind, input_schema, parallelism) = &meta[i];
+            let t = Instant::now();
+            // Input units: with several inputs (a merge), unit k joins every
+            // input's unit k, inputs in topological order, as the SyncEngine queues them.
+            let mut in_edges: Vec<&crate::Edge> = edges.iter().filter(|e| e.to == i).collect();
+            in_edges.sort_by_key(|e| topo_pos(&topo, e.from));
+            let units = in_edges.iter().map(|e| outputs[e.from][e.from_port].len()).max().unwrap_or(0);
+            let mut input_units: Vec<Vec<Batch>> = (0..units)
+                .map(|k| {
+                    in_edges
+                        .iter()
+                        .filter_map(|e| outputs[e.from][e.from_port].get(k))
+                        .flatten()
+                        .cloned()
+                        .collect()
+                })
+                .collect();
+            // Free what no later stage reads.
+            for e in edges.iter().filter(|e| e.to == i) {
+                if edges
+                    .iter()
+                    .filter(|x| x.from == e.from && x.from_port == e.from_port)
+                    .all(|x| topo_pos(&topo, x.to) <= topo_pos(&topo, i))
+                {
+                    outputs[e.from][e.from_port].clear();
+                }
+            }
+            let r = &mut reports[i];
+            r.rows_in = input_units.iter().flatten().map(|b| b.num_rows() as u64).sum();
+            r.batches_in = input_units.iter().map(|u| u.len() as u64).sum();
+            let ctx = |partition: usize, partitions: usize| StageContext {
+                pipeline: name.clone(),
+                stage_id: id.clone(),
+                partition,
+                partitions,
+                input_schema: input_schema.clone().unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty())),
+                start_time: start,
+            };
+            match kind {
+                StageKind::Source => {
+                    let Some(NodeBody::Source(mut source)) = bodies[i].take() else {
+                        return Err(Error::Internal("source body missing".into()));
+                    };
+                    let mut seq = 0;
+                    while let Some(data) = source.next_batch().map_err(|e| Error::from(e).in_stage(id))? {
+                        if let Some(p) = &opts.progress {
+                            Progress::add(&p.rows_in, data.num_rows() as u64);
+                        }
+                        outputs[i][0].push(vec![Batch::new(seq, data)]);
+                        seq += 1;
+                        if control.abort.load(Relaxed) {
+                            return Err(Error::Aborted);
+                        }
+                    }
+                }
+                StageKind::Sink => {
+                    let sink = sinks[i].as_mut().ok_or_else(|| Error::Internal("sink missing".into()))?;
+                    for b in input_units.iter().flatten() {
+                        sink.write(&b.data).map_err(|e| Error::from(e).in_stage(id))?;
+                        if let Some(p) = &opts.progress {
+                            Progress::add(&p.rows_out, b.num_rows() as u64);
+                        }
+                    }
+                    reports[i].sink = Some(sink.finish().map_err(|e| Error::from(e).in_stage(id))?);
+                }
+                StageKind::Accumulator => {
+                    let Some(NodeBody::Stage(factory)) = &bodies[i] else {
+                        return Err(Error::Internal("stage body missing".into()));
+                    };
+                    let shards = if *parallelism > 0 { *parallelism } else { threads };
+                    let keys = edges.iter().find(|e| e.to == i).and_then(|e| match &e.partitioning {
+                        Partitioning::Hash(k) => Some(k.clone()),
+                        _ => None,
+                    });
+                    let schema =
+                        input_schema.clone().ok_or_else(|| Error::Internal("no input schema".into()))?;
+                    let parts: Vec<Vec<Batch>> = match keys {
+                        Some(keys) if shards > 1 => {
+                            let partitioner = HashPartitioner::new(&schema, &keys, shards)?;
+                            // Each part carries the watermark of the whole input so far.
+                            let time =
+                                factory.create(0).event_time_column().and_then(|c| schema.index_of(&c).ok());
+                            let input: Vec<Batch> =
+                                std::mem::take(&mut input_units).into_iter().flatten().collect();
+                            let split: Vec<(Vec<Batch>, Option<i64>)> = input
+                                .par_iter()
+                                .map(|b| {
+                                    let parts = partitioner
+                                        .split(&b.data)?
+                                        .into_iter()
+                                        .map(|d| b.with_data(d))
+                                        .collect();
+                                    let mark = match time {
+                                        Some(c) => garner_accum::max_event_time(b.data.column(c))?,
+                                        None => None,
+                                    };
+                                    Ok((parts, mark))
+                                })
+                                .collect::<Result<_>>()?;
+                            let mut shards_in: Vec<Vec<Batch>> =
+                                vec![Vec::with_capacity(split.len()); shards];
+                            let mut mark: Option<i64> = None;
+                            for (parts, m) in split {
+                                mark = mark.max(m);
+                                for (j, mut p) in parts.into_iter().enumerate() {
+                                    if p.num_rows() > 0 || mark.is_some() {
+                                        p.meta.watermark = mark;
+                                        shards_in[j].push(p);
+                                    }
+                                }
+                            }
+                            shards_in
+                        }
+                        _ => vec![std::mem::take(&mut input_units).into_iter().flatten().collect()],
+                    };
+                    let n = parts.len();
+                    let results: Vec<(Vec<Batch>, Option<garner_accum::AccumStats>)> = parts
+                        .into_par_iter()
+                        .enumerate()
+                        .map(|(p, batches)| {
+                            let mut stage = factory.create(p);
+                            stage.open(&ctx(p, n))?;
+                            let mut out = Emitter::new(start);
+                            let mut emitted = Vec::new();
+                            for b in batches {
+                                stage.process(b, &mut out)?;
+                                emitted.extend(out.drain().map(|(_, b)| b));
+                            }
+                            stage.finish(&mut out)?;
+                            emitted.extend(out.drain().map(|(_, b)| b));
+                            Ok((emitted, stage.accum_stats()))
+                        })
+                        .collect::<Result<_>>()
+                        .map_err(|e: Error| e.in_stage(id))?;
+                    let mut stats: Option<garner_accum::AccumStats> = None;
+                    for (batches, s) in results {
+                        outputs[i][0].extend(batches.into_iter().map(|b| vec![b]));
+                        if let Some(s) = s {
+                            stats.get_or_insert_with(Default::default).merge(&s);
+                        }
+                    }
+                    reports[i].accum = stats;
+                    reports[i].instances = n;
+                }
+                StageKind::Transform | StageKind::Branch | StageKind::Merge => {
+                    let Some(NodeBody::Stage(factory)) = &bodies[i] else {
+                        return Err(Error::Internal("stage body missing".into()));
+                    };
+                    let ports = outputs[i].len();
+                    let per_unit: Vec<Vec<Vec<Batch>>> = std::mem::take(&mut input_units)
+                        .into_par_iter()
+                        .map_init(
+                            || -> Result<Box<dyn Stage>> {
+                                let mut s = factory.create(0);
+                                s.open(&ctx(0, 1))?;
+                                Ok(s)
+                            },
+                            |stage, unit| {
+                                let stage = stage.as_mut().map_err(|e| Error::Internal(e.to_string()))?;
+                                let mut out = Emitter::new(start);
+                                let mut by_port: Vec<Vec<Batch>> = vec![Vec::new(); ports];
+                                for b in unit {
+                                    stage.process(b, &mut out)?;
+                                    for (p, b) in out.drain() {
+                                        if p < ports {
+                                            by_port[p].push(b);
+                                        }
+                                    }
+                                }
+                                Ok(by_port)
+                            },
+                        )
+                        .collect::<Result<_>>()
+                        .map_err(|e: Error| e.in_stage(id))?;
+                    // Stateless stages hold nothing, but `finish` is part of the contract.
+                    let mut last = factory.create(0);
+                    last.open(&ctx(0, 1)).map_err(|e| e.in_stage(id))?;
+                    let mut out = Emitter::new(start);
+                    last.finish(&mut out).map_err(|e| e.in_stage(id))?;
+                    let mut finished: Vec<Vec<Batch>> = vec![Vec::new(); ports];
+                    for (p, b) in out.drain() {
+                        if p < ports {
+                            finished[p].push(b);
+                        }
+                    }
+                    for by_port in per_unit.into_iter().chain(std::iter::once(finished)) {
+                        for (p, unit) in by_port.into_iter().enumerate() {
+                            outputs[i][p].push(unit);
+                        }
+                    }
+                    reports[i].instances = threads;
+                }
+            }
+            let r = &mut reports[i];
+            r.busy = t.elapsed();
+            r.rows_out = outputs[i].iter().flatten().flatten().map(|b| b.num_rows() as u64).sum();
+            r.batches_out = outputs[i].iter().flatten().map(|u| u.len() as u64).sum();
+            let snap = StageSnapshot {
+                kind: Some(r.kind),
+                instances: r.instances,
+                rows_in: r.rows_in,
+                rows_out: r.rows_out,
+                batches_in: r.batches_in,
+                batches_out: r.batches_out,
+                ..Default::default()
+            };
+            control.done.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), snap));
+        }
+        Ok(())
+    })();
+    let result = result.and_then(|()| {
+        for (i, s) in sinks.iter_mut().enumerate() {
+            if let Some(sink) = s {
+                sink.commit().map_err(|e| Error::from(e).in_stage(&meta[i].0))?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        open_sinks.extend(sinks.into_iter().flatten());
+        return Err(e);
+    }
+    Ok(reports)
+}
+
+fn topo_pos(topo: &[usize], node: usize) -> usize {
+    topo.iter().position(|&n| n == node).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,636 @@
+//! An actor: one instance of a node or of a fused chain, with its input
+//! links, its out-edges and its state. `step` runs it for a bounded number
+//! of units; the scheduler guarantees one step at a time per actor.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::Instant;
+
+use garner_accum::AccumStats;
+use garner_columnar::{Batch, SinkSummary};
+
+use super::super::plan::{ActorSpec, Body, Distribution, InGroup, OutEdge};
+use super::link::Msg;
+use super::Shared;
+use crate::{Emitter, Error, Millis, NodeId, Progress, Result};
+
+/// Units an actor processes before it yields its worker to others.
+const BUDGET: usize = 16;
+/// `tick` when no tick is pending.
+const NO_TICK: i64 = i64::MIN;
+
+/// Live figures of one chain member of one actor, readable while running.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) rows_in: AtomicU64,
+    pub(crate) rows_out: AtomicU64,
+    pub(crate) batches_in: AtomicU64,
+    pub(crate) batches_out: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+    pub(crate) resident_keys: AtomicU64,
+    pub(crate) spilled_keys: AtomicU64,
+    pub(crate) state_bytes: AtomicU64,
+}
+
+/// What a step ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Budget used up; more may be ready.
+    Yield,
+    /// No input ready.
+    Idle,
+    /// An out-link is full.
+    Blocked,
+    /// All input ended, state flushed, `End` sent downstream.
+    Finished,
+}
+
+pub(crate) struct ActorState {
+    body: Body,
+    /// Per input group: the next link to read (ordered groups).
+    cursors: Vec<usize>,
+    /// Per input group, per link: the producer has ended.
+    ended: Vec<Vec<bool>>,
+    /// Per input group: the unit taken for the current cycle (all-ordered actors).
+    staged: Vec<Option<Vec<Batch>>>,
+    /// Per port, per out-edge: units sent (round robin).
+    sent: Vec<Vec<u64>>,
+    /// Per port, per out-edge: the event-time watermark passed on (hash).
+    marks: Vec<Vec<Option<i64>>>,
+    /// Per port: batches emitted by `on_time`, sent with the next unit.
+    pending: Vec<Vec<Batch>>,
+    emitter: Emitter,
+    seq: u64,
+    next_group: usize,
+    pub(crate) finished: bool,
+    pub(crate) sink_summary: Option<SinkSummary>,
+    pub(crate) accum: Vec<Option<AccumStats>>,
+}
+
+impl ActorState {
+    pub(crate) fn body_mut(&mut self) -> &mut Body {
+        &mut self.body
+    }
+}
+
+pub(crate) struct Actor {
+    pub(crate) nodes: Vec<NodeId>,
+    pub(crate) inputs: Vec<InGroup>,
+    pub(crate) outputs: Vec<Vec<OutEdge>>,
+    pub(crate) stateful: bool,
+    pub(crate) is_source: bool,
+    /// Every input is ordered: take one unit per input edge per cycle.
+    all_ordered: bool,
+    pub(crate) dedicated: bool,
+    pub(crate) scheduled: AtomicBool,
+    pub(crate) done: AtomicBool,
+    pub(crate) tick: AtomicI64,
+    pub(crate) counters: Vec<Counters>,
+    pub(crate) state: Mutex<ActorState>,
+    pub(crate) thread: OnceLock<Thread>,
+}
+
+enum Input {
+    Unit(Vec<Batch>),
+    AllEnded,
+    NotReady,
+}
+
+enum Taken {
+    Unit(Vec<Batch>),
+    Ended,
+    NotReady,
+}
+
+impl Actor {
+    pub(crate) fn new(spec: ActorSpec, dedicated: bool, start: Millis) -> Actor {
+        let ActorSpec { nodes, body, inputs, outputs, stateful, .. } = spec;
+        let is_source = matches!(body, Body::Source(_));
+        let all_ordered = inputs.iter().all(|g| g.ordered);
+        let chain_len = nodes.len();
+        let state = ActorState {
+            cursors: vec![0; inputs.len()],
+            ended: inputs.iter().map(|g| vec![false; g.links.len()]).collect(),
+            staged: inputs.iter().map(|_| None).collect(),
+            sent: outputs.iter().map(|p| vec![0; p.len()]).collect(),
+            marks: outputs.iter().map(|p| vec![None; p.len()]).collect(),
+            pending: outputs.iter().map(|_| Vec::new()).collect(),
+            emitter: Emitter::new(start),
+            seq: 0,
+            next_group: 0,
+            finished: false,
+            sink_summary: None,
+            accum: vec![None; chain_len],
+            body,
+        };
+        Actor {
+            counters: (0..chain_len).map(|_| Counters::default()).collect(),
+            nodes,
+            inputs,
+            outputs,
+            stateful,
+            is_source,
+            all_ordered,
+            dedicated,
+            scheduled: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            tick: AtomicI64::new(NO_TICK),
+            state: Mutex::new(state),
+            thread: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ActorState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks for `on_time(now)` at the next step.
+    pub(crate) fn request_tick(&self, now: Millis) {
+        self.tick.store(now, SeqCst);
+    }
+
+    fn stage_id<'a>(&self, rt: &'a Shared, k: usize) -> &'a str {
+        &rt.nodes[self.nodes[k]].id
+    }
+
+    /// Whether a step would do something now (checked after the actor was
+    /// descheduled, so that a wake-up in between is not lost).
+    pub(crate) fn wants_to_run(&self, rt: &Shared) -> bool {
+        if self.done.load(SeqCst) || rt.aborted() {
+            return false;
+        }
+        let st = self.lock();
+        if st.finished {
+            return false;
+        }
+        let work = self.is_source || self.tick.load(SeqCst) != NO_TICK || self.input_ready(&st, rt);
+        work && self.room(&st, rt, false)
+    }
+
+    /// Whether `next_input` would return something other than `NotReady`.
+    fn input_ready(&self, st: &ActorState, rt: &Shared) -> bool {
+        let mut all_ended = true;
+        let mut all_have = true;
+        let mut any_has = false;
+        for (g, group) in self.inputs.iter().enumerate() {
+            let n = group.links.len();
+            let has = if st.staged[g].is_some() {
+                all_ended = false;
+                true
+            } else if group.ordered {
+                match (0..n).map(|j| (st.cursors[g] + j) % n).find(|&i| !st.ended[g][i]) {
+                    Some(i) => {
+                        all_ended = false;
+                        !rt.links[group.links[i]].is_empty()
+                    }
+                    None => continue,
+                }
+            } else {
+                let live: Vec<usize> = (0..n).filter(|&i| !st.ended[g][i]).collect();
+                if live.is_empty() {
+                    continue;
+                }
+                all_ended = false;
+                live.iter().any(|&i| !rt.links[group.links[i]].is_empty())
+            };
+            all_have &= has;
+            any_has |= has;
+        }
+        all_ended || if self.all_ordered { all_have } else { any_has }
+    }
+
+    /// Whether every link the next unit goes to has room; with `wait`,
+    /// records on the full link that this actor waits for it.
+    fn room(&self, st: &ActorState, rt: &Shared, wait: bool) -> bool {
+        for (p, edges) in self.outputs.iter().enumerate() {
+            for (e, edge) in edges.iter().enumerate() {
+                let targets: &[usize] = match edge.distribution {
+                    Distribution::RoundRobin => {
+                        let i = (st.sent[p][e] % edge.links.len() as u64) as usize;
+                        &edge.links[i..=i]
+                    }
+                    _ => &edge.links,
+                };
+                for &l in targets {
+                    let link = &rt.links[l];
+                    let ok = if wait { link.has_room_or_wait() } else { link.has_room() };
+                    if !ok {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs up to [`BUDGET`] units.
+    pub(crate) fn step(&self, rt: &Shared) -> Result<Outcome> {
+        let mut st = self.lock();
+        if st.finished {
+            return Ok(Outcome::Finished);
+        }
+        let now = rt.clock.now();
+        st.emitter.set_now(now);
+        let tick = self.tick.swap(NO_TICK, SeqCst);
+        if tick != NO_TICK && !self.is_source {
+            self.on_time(&mut st, rt, tick)?;
+        }
+        for _ in 0..BUDGET {
+            if rt.aborted() {
+                return Ok(Outcome::Idle);
+            }
+            if !self.room(&st, rt, true) {
+                return Ok(Outcome::Blocked);
+            }
+            if self.is_source {
+                if rt.stopping() {
+                    return self.end(&mut st, rt);
+                }
+                let t = Instant::now();
+                let next = match &mut st.body {
+                    Body::Source(s) => {
+                        s.next_batch().map_err(|e| Error::from(e).in_stage(self.stage_id(rt, 0)))?
+                    }
+                    _ => return Err(Error::Internal("source actor without a source".into())),
+                };
+                self.counters[0].busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+                match next {
+                    Some(data) => {
+                        let batch = Batch::new(st.seq, data);
+                        st.seq += 1;
+                        let rows = batch.num_rows() as u64;
+                        self.counters[0].rows_out.fetch_add(rows, Relaxed);
+                        self.counters[0].batches_out.fetch_add(1, Relaxed);
+                        if let Some(p) = &rt.progress {
+                            Progress::add(&p.rows_in, rows);
+                        }
+                        self.route(&mut st, rt, vec![vec![batch]]);
+                    }
+                    None => return self.end(&mut st, rt),
+                }
+                continue;
+            }
+            match self.next_input(&mut st, rt) {
+                Input::Unit(batches) => {
+                    let out = self.process(&mut st, rt, batches)?;
+                    self.route(&mut st, rt, out);
+                }
+                Input::AllEnded => return self.end(&mut st, rt),
+                Input::NotReady => return Ok(Outcome::Idle),
+            }
+        }
+        Ok(Outcome::Yield)
+    }
+
+    /// The next unit. All-ordered actors take one unit from every live
+    /// input group (each read cyclically over its links) and join them in
+    /// group order; others take whatever unit is there, groups in turn.
+    fn next_input(&self, st: &mut ActorState, rt: &Shared) -> Input {
+        let groups = self.inputs.len();
+        if self.all_ordered {
+            let (mut live, mut ready) = (false, true);
+            for g in 0..groups {
+                if st.staged[g].is_some() {
+                    live = true;
+                    continue;
+                }
+                match self.pop_ordered(st, rt, g) {
+                    Taken::Unit(b) => {
+                        st.staged[g] = Some(b);
+                        live = true;
+                    }
+                    Taken::Ended => {}
+                    Taken::NotReady => {
+                        live = true;
+                        ready = false;
+                    }
+                }
+            }
+            if !live {
+                return Input::AllEnded;
+            }
+            if !ready {
+                return Input::NotReady;
+            }
+            let mut unit = Vec::new();
+            for staged in &mut st.staged {
+                if let Some(b) = staged.take() {
+                    unit.extend(b);
+                }
+            }
+            return Input::Unit(unit);
+        }
+        let mut live = false;
+        for k in 0..groups {
+            let g = (st.next_group + k) % groups;
+            let group = &self.inputs[g];
+            let n = group.links.len();
+            for j in 0..n {
+                let i = (st.cursors[g] + j) % n;
+                if st.ended[g][i] {
+                    continue;
+                }
+                live = true;
+                match self.pop(rt, group.links[i]) {
+                    Some(Msg::Unit(batches)) => {
+                        st.cursors[g] = (i + 1) % n;
+                        st.next_group = (g + 1) % groups;
+                        return Input::Unit(batches);
+                    }
+                    Some(Msg::End) => st.ended[g][i] = true,
+                    None => {}
+                }
+            }
+        }
+        if live || st.ended.iter().any(|g| g.iter().any(|e| !e)) {
+            Input::NotReady
+        } else {
+            Input::AllEnded
+        }
+    }
+
+    /// The next unit of ordered group `g`: from the link at its cursor,
+    /// skipping links that ended.
+    fn pop_ordered(&self, st: &mut ActorState, rt: &Shared, g: usize) -> Taken {
+        let group = &self.inputs[g];
+        let n = group.links.len();
+        let mut skipped = 0;
+        while skipped < n {
+            let i = st.cursors[g];
+            if st.ended[g][i] {
+                st.cursors[g] = (i + 1) % n;
+                skipped += 1;
+                continue;
+            }
+            match self.pop(rt, group.links[i]) {
+                Some(Msg::Unit(batches)) => {
+                    st.cursors[g] = (i + 1) % n;
+                    return Taken::Unit(batches);
+                }
+                Some(Msg::End) => {
+                    st.ended[g][i] = true;
+                    st.cursors[g] = (i + 1) % n;
+                    skipped = 0;
+                    if st.ended[g].iter().all(|&e| e) {
+                        return Taken::Ended;
+                    }
+                }
+                None => return Taken::NotReady,
+            }
+        }
+        Taken::Ended
+    }
+
+    fn pop(&self, rt: &Shared, link: usize) -> Option<Msg> {
+        let l = &rt.links[link];
+        let (msg, wake) = l.pop()?;
+        if wake {
+            rt.notify(l.from);
+        }
+        Some(msg)
+    }
+
+    /// Runs a unit through the chain (or into the sink); returns the
+    /// batches per output port of the last stage.
+    fn process(&self, st: &mut ActorState, rt: &Shared, batches: Vec<Batch>) -> Result<Vec<Vec<Batch>>> {
+        let ActorState { body, emitter, .. } = st;
+        match body {
+            Body::Sink(sink) => {
+                let c = &self.counters[0];
+                for b in &batches {
+                    let t = Instant::now();
+                    sink.write(&b.data).map_err(|e| Error::from(e).in_stage(self.stage_id(rt, 0)))?;
+                    c.busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+                    c.rows_in.fetch_add(b.num_rows() as u64, Relaxed);
+                    c.batches_in.fetch_add(1, Relaxed);
+                    if let Some(p) = &rt.progress {
+                        Progress::add(&p.rows_out, b.num_rows() as u64);
+                    }
+                }
+                Ok(Vec::new())
+            }
+            Body::Chain(stages) => {
+                self.through(stages, emitter, rt, 0, batches, |s, b, out| s.process(b, out))
+            }
+            Body::Source(_) => Err(Error::Internal("a source received input".into())),
+        }
+    }
+
+    /// Feeds `batches` to chain member `from` with `call`, and what it
+    /// emits through the members after it.
+    fn through(
+        &self,
+        stages: &mut [Box<dyn crate::Stage>],
+        emitter: &mut Emitter,
+        rt: &Shared,
+        from: usize,
+        batches: Vec<Batch>,
+        call: impl Fn(&mut dyn crate::Stage, Batch, &mut Emitter) -> Result<()>,
+    ) -> Result<Vec<Vec<Batch>>> {
+        let last = stages.len() - 1;
+        let ports = self.outputs.len();
+        let mut current = batches;
+        for (k, stage) in stages.iter_mut().enumerate().skip(from) {
+            let c = &self.counters[k];
+            let mut next: Vec<Batch> = Vec::new();
+            let mut by_port: Vec<Vec<Batch>> = vec![Vec::new(); ports];
+            for b in current {
+                c.rows_in.fetch_add(b.num_rows() as u64, Relaxed);
+                c.batches_in.fetch_add(1, Relaxed);
+                let t = Instant::now();
+                if k == from { call(stage.as_mut(), b, emitter) } else { stage.process(b, emitter) }
+                    .map_err(|e| e.in_stage(self.stage_id(rt, k)))?;
+                c.busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+                for (port, out) in emitter.drain() {
+                    c.rows_out.fetch_add(out.num_rows() as u64, Relaxed);
+                    c.batches_out.fetch_add(1, Relaxed);
+                    if k == last {
+                        if let Some(v) = by_port.get_mut(port) {
+                            v.push(out);
+                        }
+                    } else {
+                        next.push(out);
+                    }
+                }
+            }
+            self.publish_pressure(stage.as_ref(), k);
+            if k == last {
+                return Ok(by_port);
+            }
+            current = next;
+        }
+        Ok(vec![Vec::new(); ports])
+    }
+
+    fn publish_pressure(&self, stage: &dyn crate::Stage, k: usize) {
+        let p = stage.pressure();
+        let c = &self.counters[k];
+        c.resident_keys.store(p.resident_keys, Relaxed);
+        c.spilled_keys.store(p.spilled_keys, Relaxed);
+        c.state_bytes.store(p.latent_bytes, Relaxed);
+    }
+
+    /// `on_time` through the chain; what comes out waits for the next unit.
+    fn on_time(&self, st: &mut ActorState, rt: &Shared, now: Millis) -> Result<()> {
+        let ActorState { body, emitter, pending, .. } = st;
+        if let Body::Chain(stages) = body {
+            for k in 0..stages.len() {
+                let out = self.through_one(stages, emitter, rt, k, |s, e| s.on_time(now, e))?;
+                for (p, batches) in out.into_iter().enumerate() {
+                    pending[p].extend(batches);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `call` on member `k` alone, then runs its output through the rest.
+    fn through_one(
+        &self,
+        stages: &mut [Box<dyn crate::Stage>],
+        emitter: &mut Emitter,
+        rt: &Shared,
+        k: usize,
+        call: impl Fn(&mut dyn crate::Stage, &mut Emitter) -> Result<()>,
+    ) -> Result<Vec<Vec<Batch>>> {
+        let ports = self.outputs.len();
+        let t = Instant::now();
+        call(stages[k].as_mut(), emitter).map_err(|e| e.in_stage(self.stage_id(rt, k)))?;
+        self.counters[k].busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+        let emitted: Vec<(usize, Batch)> = emitter.drain().collect();
+        let c = &self.counters[k];
+        for (_, b) in &emitted {
+            c.rows_out.fetch_add(b.num_rows() as u64, Relaxed);
+            c.batches_out.fetch_add(1, Relaxed);
+        }
+        self.publish_pressure(stages[k].as_ref(), k);
+        if k + 1 == stages.len() {
+            let mut by_port = vec![Vec::new(); ports];
+            for (p, b) in emitted {
+                if let Some(v) = by_port.get_mut(p) {
+                    v.push(b);
+                }
+            }
+            return Ok(by_port);
+        }
+        let next: Vec<Batch> = emitted.into_iter().map(|(_, b)| b).collect();
+        self.through(stages, emitter, rt, k + 1, next, |s, b, out| s.process(b, out))
+    }
+
+    /// All input ended: flush the chain (or finish the sink), send the last
+    /// unit and `End` downstream.
+    fn end(&self, st: &mut ActorState, rt: &Shared) -> Result<Outcome> {
+        let mut last_unit: Option<Vec<Vec<Batch>>> = None;
+        {
+            let ActorState { body, emitter, accum, sink_summary, .. } = &mut *st;
+            match body {
+                Body::Chain(stages) => {
+                    let mut unit: Vec<Vec<Batch>> = vec![Vec::new(); self.outputs.len()];
+                    for k in 0..stages.len() {
+                        let out = self.through_one(stages, emitter, rt, k, |s, e| s.finish(e))?;
+                        for (p, b) in out.into_iter().enumerate() {
+                            unit[p].extend(b);
+                        }
+                    }
+                    for (k, s) in stages.iter().enumerate() {
+                        accum[k] = s.accum_stats();
+                    }
+                    last_unit = Some(unit);
+                }
+                Body::Sink(sink) => {
+                    let t = Instant::now();
+                    *sink_summary =
+                        Some(sink.finish().map_err(|e| Error::from(e).in_stage(self.stage_id(rt, 0)))?);
+                    self.counters[0].busy_ns.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+                }
+                Body::Source(_) => {}
+            }
+        }
+        if let Some(unit) = last_unit {
+            if unit.iter().any(|p| !p.is_empty()) || st.pending.iter().any(|p| !p.is_empty()) {
+                self.route(st, rt, unit);
+            }
+        }
+        for edges in &self.outputs {
+            for edge in edges {
+                for &l in &edge.links {
+                    rt.links[l].push(Msg::End);
+                    rt.notify(rt.links[l].to);
+                }
+            }
+        }
+        st.finished = true;
+        Ok(Outcome::Finished)
+    }
+
+    /// Sends one unit per port along every out-edge.
+    fn route(&self, st: &mut ActorState, rt: &Shared, mut unit: Vec<Vec<Batch>>) {
+        for (p, edges) in self.outputs.iter().enumerate() {
+            let mut batches = std::mem::take(&mut st.pending[p]);
+            if let Some(u) = unit.get_mut(p) {
+                batches.append(u);
+            }
+            for (e, edge) in edges.iter().enumerate() {
+                let n = st.sent[p][e];
+                st.sent[p][e] += 1;
+                match &edge.distribution {
+                    Distribution::One | Distribution::Broadcast => {
+                        if edge.ordered || !batches.is_empty() {
+                            for &l in &edge.links {
+                                self.send(rt, l, batches.clone());
+                            }
+                        }
+                    }
+                    Distribution::RoundRobin => {
+                        if edge.ordered || !batches.is_empty() {
+                            let l = edge.links[(n % edge.links.len() as u64) as usize];
+                            self.send(rt, l, batches.clone());
+                        }
+                    }
+                    Distribution::Hash(partitioner, time) => {
+                        let mut parts: Vec<Vec<Batch>> = vec![Vec::new(); edge.links.len()];
+                        for b in &batches {
+                            let split = partitioner.split(&b.data).and_then(|split| {
+                                let mark = match time {
+                                    Some(c) => garner_accum::max_event_time(b.data.column(*c))?,
+                                    None => None,
+                                };
+                                Ok((split, mark))
+                            });
+                            match split {
+                                Ok((split, mark)) => {
+                                    let mark = mark.max(st.marks[p][e]);
+                                    st.marks[p][e] = mark;
+                                    for (j, data) in split.into_iter().enumerate() {
+                                        // An empty part still carries the watermark.
+                                        if data.num_rows() > 0 || mark.is_some() {
+                                            let mut part = b.with_data(data);
+                                            part.meta.watermark = mark;
+                                            parts[j].push(part);
+                                        }
+                                    }
+                                }
+                                Err(err) => {
+                                    rt.fail(err.in_stage(self.stage_id(rt, self.nodes.len() - 1)));
+                                    return;
+                                }
+                            }
+                        }
+                        for (j, part) in parts.into_iter().enumerate() {
+                            if edge.ordered || !part.is_empty() {
+                                self.send(rt, edge.links[j], part);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, rt: &Shared, link: usize, batches: Vec<Batch>) {
+        let l = &rt.links[link];
+        l.push(Msg::Unit(batches));
+        rt.notify(l.to);
+    }
+}

@@ -1,0 +1,152 @@
+//! The handle of a running pipeline: look inside, drain, abort, wait.
+
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::Shared;
+use crate::exec::RunReport;
+use crate::{Error, Result, StageKind};
+
+/// A stage's live figures, summed over its instances.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageSnapshot {
+    /// The stage's kind.
+    pub kind: Option<StageKind>,
+    /// Instances running.
+    pub instances: usize,
+    /// Rows received so far.
+    pub rows_in: u64,
+    /// Rows emitted so far.
+    pub rows_out: u64,
+    /// Batches received so far.
+    pub batches_in: u64,
+    /// Batches emitted so far.
+    pub batches_out: u64,
+    /// Units waiting in the stage's input links.
+    pub queue_depth: u64,
+    /// Keys resident in memory (accumulators).
+    pub resident_keys: u64,
+    /// Bytes of state held (accumulators).
+    pub state_bytes: u64,
+}
+
+/// What a handle can ask of a running engine.
+pub(crate) trait RunControl: Send + Sync {
+    fn inspect(&self, stage_id: &str) -> Option<StageSnapshot>;
+    fn stop(&self);
+    fn abort(&self);
+}
+
+/// A pipeline running in the background, from [`Engine::spawn`](crate::Engine::spawn).
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use garner_columnar::sink::CollectSink;
+/// use garner_columnar::source::MemorySource;
+/// use garner_engine::prelude::*;
+/// use garner_engine::StealEngine;
+///
+/// let data = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
+/// let (sink, out) = CollectSink::new();
+/// let graph = Pipeline::new("bg")
+///     .source("read", MemorySource::try_from_batches(vec![data]).unwrap())
+///     .sink("collect", sink)
+///     .build()
+///     .unwrap();
+/// let handle = StealEngine::with_threads(2).spawn(graph, RunOptions::default()).unwrap();
+/// let _live = handle.inspect("read");
+/// let report = handle.join().unwrap();
+/// assert_eq!(report.rows_out(), 3);
+/// ```
+pub struct RunHandle {
+    control: Arc<dyn RunControl>,
+    driver: Option<JoinHandle<Result<RunReport>>>,
+}
+
+impl RunHandle {
+    pub(crate) fn new(control: Arc<dyn RunControl>, driver: JoinHandle<Result<RunReport>>) -> Self {
+        Self { control, driver: Some(driver) }
+    }
+
+    /// The live figures of stage `stage_id`, or `None` if there is no such stage.
+    pub fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
+        self.control.inspect(stage_id)
+    }
+
+    /// Graceful drain: sources stop reading, batches in flight complete,
+    /// accumulators flush, sinks finish. Returns at once; [`join`](Self::join) waits.
+    pub fn stop(&self) {
+        self.control.stop();
+    }
+
+    /// Stops at once: nothing more is processed, sinks are aborted (no
+    /// output file is left), and [`join`](Self::join) returns `Error::Aborted`.
+    pub fn abort(&self) {
+        self.control.abort();
+    }
+
+    /// Whether the run has ended (successfully or not).
+    pub fn is_finished(&self) -> bool {
+        self.driver.as_ref().is_none_or(|d| d.is_finished())
+    }
+
+    /// Waits for the run to end and returns its report.
+    pub fn join(mut self) -> Result<RunReport> {
+        let driver = self.driver.take().ok_or_else(|| Error::Internal("run joined twice".into()))?;
+        driver.join().unwrap_or_else(|_| Err(Error::Internal("the driver thread panicked".into())))
+    }
+}
+
+impl Drop for RunHandle {
+    /// Dropping a handle without joining aborts the run and waits for it.
+    fn drop(&mut self) {
+        if let Some(d) = self.driver.take() {
+            self.control.abort();
+            let _ = d.join();
+        }
+    }
+}
+
+impl RunControl for Shared {
+    fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
+        let node = self.nodes.iter().position(|n| n.id == stage_id)?;
+        let info = &self.nodes[node];
+        let mut snap =
+            StageSnapshot { kind: Some(info.kind), instances: info.instances, ..Default::default() };
+        for a in &self.actors {
+            for (k, &n) in a.nodes.iter().enumerate() {
+                if n != node {
+                    continue;
+                }
+                let c = &a.counters[k];
+                snap.rows_in += c.rows_in.load(Relaxed);
+                snap.rows_out += c.rows_out.load(Relaxed);
+                snap.batches_in += c.batches_in.load(Relaxed);
+                snap.batches_out += c.batches_out.load(Relaxed);
+                snap.resident_keys += c.resident_keys.load(Relaxed);
+                snap.state_bytes += c.state_bytes.load(Relaxed);
+                if k == 0 {
+                    let queued: usize =
+                        a.inputs.iter().flat_map(|g| &g.links).map(|&l| self.links[l].len()).sum();
+                    snap.queue_depth += queued as u64;
+                }
+            }
+        }
+        Some(snap)
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, SeqCst);
+        for (a, actor) in self.actors.iter().enumerate() {
+            if actor.is_source {
+                self.notify(a);
+            }
+        }
+    }
+
+    fn abort(&self) {
+        self.fail(Error::Aborted);
+    }
+}
