@@ -14,6 +14,8 @@ use garner::engine::{Engine, ParallelismHint};
 use garner::prelude::*;
 use proptest::prelude::*;
 
+mod common;
+
 /// One fragment row.
 #[derive(Debug, Clone)]
 struct Row {
@@ -240,11 +242,23 @@ fn rows_of(collected: &Collected) -> Vec<String> {
     rows
 }
 
-fn run(engine: &dyn Engine, shape: &Shape, input: &[RecordBatch], capacity: usize) -> Vec<Vec<String>> {
+/// Per stage: id, rows in, rows out, rows dropped.
+type Counts = Vec<(String, u64, u64, u64)>;
+
+fn run(
+    engine: &dyn Engine,
+    shape: &Shape,
+    input: &[RecordBatch],
+    capacity: usize,
+) -> (Vec<Vec<String>>, Counts) {
     let (graph, outs) = build(shape, input);
     let opts = RunOptions::default().with_mailbox_capacity(capacity);
-    engine.run(graph, opts).unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
-    outs.iter().map(rows_of).collect()
+    let report =
+        common::run_watched(engine, graph, opts, common::HANG_TIMEOUT, &(shape, input.len(), capacity))
+            .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
+    let counts =
+        report.stages.iter().map(|s| (s.id.clone(), s.rows_in, s.rows_out, s.rows_dropped)).collect();
+    (outs.iter().map(rows_of).collect(), counts)
 }
 
 fn engines(threads: usize) -> Vec<(String, Box<dyn Engine>)> {
@@ -265,10 +279,11 @@ fn check(
     capacity: usize,
 ) -> Result<(), TestCaseError> {
     let input = batches(rows, size);
-    let expected = run(&SyncEngine::new(), shape, &input, capacity);
+    let (expected, expected_counts) = run(&SyncEngine::new(), shape, &input, capacity);
     prop_assert_eq!(expected.len(), shape.sinks());
     for (name, engine) in engines(threads) {
-        let mut got = run(engine.as_ref(), shape, &input, capacity);
+        let (mut got, counts) = run(engine.as_ref(), shape, &input, capacity);
+        prop_assert_eq!(&counts, &expected_counts, "engine {} counts rows differently on {:?}", name, shape);
         let mut want = expected.clone();
         if !shape.ordered() {
             for v in got.iter_mut().chain(want.iter_mut()) {
@@ -290,13 +305,11 @@ fn check(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
-    // Ignored until the engine stress suite lands: a case of this property
-    // was seen to hang (a suspected scheduling deadlock under investigation
-    // in the engines issue). Run with `cargo test --test engine_differential -- --ignored`.
+    // Every case runs each engine under a hang watchdog: a scheduling
+    // deadlock fails with the engine's state instead of stalling CI.
     #[test]
-    #[ignore]
     fn every_engine_matches_the_sync_engine(
         shape in shape_strategy(),
         rows in rows_strategy(),

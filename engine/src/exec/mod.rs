@@ -89,6 +89,12 @@ impl RunOptions {
         self
     }
 
+    /// Tells stages every `tick` that processing time moved (at least 1 ms).
+    pub fn with_tick(mut self, tick: Duration) -> Self {
+        self.tick = tick.max(Duration::from_millis(1));
+        self
+    }
+
     /// Sets the link capacity of the parallel engines.
     pub fn with_mailbox_capacity(mut self, units: usize) -> Self {
         self.mailbox_capacity = units.max(1);

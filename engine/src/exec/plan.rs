@@ -240,21 +240,40 @@ impl Plan {
             }
         }
 
-        // 3. Links, edge by edge (edges inside a chain are function calls).
+        // 3. Which edges keep order: the edge asks for it, its distribution
+        //    can keep it (a repartition between two different parallelisms
+        //    cannot), and its producer emits units in source order, which
+        //    holds only when every edge into the producer's chain keeps
+        //    order too. An ordered read of a producer whose instances see
+        //    unequal numbers of units would wait forever on the short one.
+        let mut edge_ordered = vec![false; edges.len()];
+        let mut chain_in_order = vec![true; chains.len()];
+        for (c, chain) in chains.iter().enumerate() {
+            let head = chain[0];
+            for &ei in &in_edges[head] {
+                let e = &edges[ei];
+                let ca = chain_of[e.from].expect("planned");
+                let (pa, pb) = (actor_of[ca].len(), actor_of[c].len());
+                let keeps = match e.partitioning {
+                    Partitioning::Hash(_) | Partitioning::Broadcast => true,
+                    Partitioning::Forward => pa == pb || pa == 1 || pb == 1,
+                    Partitioning::RoundRobin => pa == 1 || pb == 1,
+                };
+                // Chains are numbered in topological order: `ca` is settled.
+                edge_ordered[ei] = e.ordering == Ordering::Ordered && keeps && chain_in_order[ca];
+                chain_in_order[c] &= edge_ordered[ei];
+            }
+        }
+
+        // 4. Links, edge by edge (edges inside a chain are function calls).
         let mut links: Vec<LinkSpec> = Vec::new();
-        for e in &edges {
+        for (ei, e) in edges.iter().enumerate() {
             let (ca, cb) = (chain_of[e.from].expect("planned"), chain_of[e.to].expect("planned"));
             if ca == cb {
                 continue;
             }
             let (pa, pb) = (actor_of[ca].len(), actor_of[cb].len());
-            // A repartition between different parallelisms does not keep order.
-            let ordered = e.ordering == Ordering::Ordered
-                && match e.partitioning {
-                    Partitioning::Hash(_) | Partitioning::Broadcast => true,
-                    Partitioning::Forward => pa == pb || pa == 1 || pb == 1,
-                    Partitioning::RoundRobin => pa == 1 || pb == 1,
-                };
+            let ordered = edge_ordered[ei];
             // Which producer instances feed which consumer instances, and how.
             let mut group_links: Vec<Vec<LinkId>> = vec![Vec::new(); pb]; // consumer instance -> links
             for (i, &a) in actor_of[ca].iter().enumerate() {

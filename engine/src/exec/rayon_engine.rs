@@ -281,7 +281,8 @@ fn execute(
                         _ => vec![std::mem::take(&mut input_units).into_iter().flatten().collect()],
                     };
                     let n = parts.len();
-                    let results: Vec<(Vec<Batch>, Option<garner_accum::AccumStats>)> = parts
+                    type Shard = (Vec<Batch>, Option<garner_accum::AccumStats>, u64);
+                    let results: Vec<Shard> = parts
                         .into_par_iter()
                         .enumerate()
                         .map(|(p, batches)| {
@@ -295,12 +296,13 @@ fn execute(
                             }
                             stage.finish(&mut out)?;
                             emitted.extend(out.drain().map(|(_, b)| b));
-                            Ok((emitted, stage.accum_stats()))
+                            Ok((emitted, stage.accum_stats(), stage.dropped_rows()))
                         })
                         .collect::<Result<_>>()
                         .map_err(|e: Error| e.in_stage(id))?;
                     let mut stats: Option<garner_accum::AccumStats> = None;
-                    for (batches, s) in results {
+                    for (batches, s, dropped) in results {
+                        reports[i].rows_dropped += dropped;
                         outputs[i][0].extend(batches.into_iter().map(|b| vec![b]));
                         if let Some(s) = s {
                             stats.get_or_insert_with(Default::default).merge(&s);
@@ -314,7 +316,7 @@ fn execute(
                         return Err(Error::Internal("stage body missing".into()));
                     };
                     let ports = outputs[i].len();
-                    let per_unit: Vec<Vec<Vec<Batch>>> = std::mem::take(&mut input_units)
+                    let per_unit: Vec<(Vec<Vec<Batch>>, u64)> = std::mem::take(&mut input_units)
                         .into_par_iter()
                         .map_init(
                             || -> Result<Box<dyn Stage>> {
@@ -326,6 +328,7 @@ fn execute(
                                 let stage = stage.as_mut().map_err(|e| Error::Internal(e.to_string()))?;
                                 let mut out = Emitter::new(start);
                                 let mut by_port: Vec<Vec<Batch>> = vec![Vec::new(); ports];
+                                let dropped_before = stage.dropped_rows();
                                 for b in unit {
                                     stage.process(b, &mut out)?;
                                     for (p, b) in out.drain() {
@@ -334,7 +337,7 @@ fn execute(
                                         }
                                     }
                                 }
-                                Ok(by_port)
+                                Ok((by_port, stage.dropped_rows() - dropped_before))
                             },
                         )
                         .collect::<Result<_>>()
@@ -350,7 +353,10 @@ fn execute(
                             finished[p].push(b);
                         }
                     }
-                    for by_port in per_unit.into_iter().chain(std::iter::once(finished)) {
+                    reports[i].rows_dropped =
+                        per_unit.iter().map(|(_, d)| d).sum::<u64>() + last.dropped_rows();
+                    let per_unit = per_unit.into_iter().map(|(by_port, _)| by_port);
+                    for by_port in per_unit.chain(std::iter::once(finished)) {
                         for (p, unit) in by_port.into_iter().enumerate() {
                             outputs[i][p].push(unit);
                         }
@@ -369,6 +375,7 @@ fn execute(
                 rows_out: r.rows_out,
                 batches_in: r.batches_in,
                 batches_out: r.batches_out,
+                rows_dropped: r.rows_dropped,
                 ..Default::default()
             };
             control.done.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), snap));

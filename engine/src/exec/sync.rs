@@ -97,6 +97,7 @@ impl SyncControl {
                     rows_out: r.rows_out,
                     batches_in: r.batches_in,
                     batches_out: r.batches_out,
+                    rows_dropped: r.rows_dropped,
                     queue_depth: q.len() as u64,
                     ..Default::default()
                 };

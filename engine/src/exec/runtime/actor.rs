@@ -31,6 +31,7 @@ pub(crate) struct Counters {
     pub(crate) resident_keys: AtomicU64,
     pub(crate) spilled_keys: AtomicU64,
     pub(crate) state_bytes: AtomicU64,
+    pub(crate) rows_dropped: AtomicU64,
 }
 
 /// What a step ended with.
@@ -69,6 +70,18 @@ pub(crate) struct ActorState {
 }
 
 impl ActorState {
+    /// Cursors, ended links and staged units, for diagnostics.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "finished={} cursors={:?} ended={:?} staged={:?} sent={:?}",
+            self.finished,
+            self.cursors,
+            self.ended,
+            self.staged.iter().map(|s| s.as_ref().map(Vec::len)).collect::<Vec<_>>(),
+            self.sent
+        )
+    }
+
     pub(crate) fn body_mut(&mut self) -> &mut Body {
         &mut self.body
     }
@@ -156,7 +169,13 @@ impl Actor {
 
     /// Whether a step would do something now (checked after the actor was
     /// descheduled, so that a wake-up in between is not lost).
-    pub(crate) fn wants_to_run(&self, rt: &Shared) -> bool {
+    ///
+    /// With `register`, a full out-link found here records that this actor
+    /// waits for it. That matters: the step that blocked registered on the
+    /// first full link it met, a pop may since have emptied that one (its
+    /// wake-up found the actor still scheduled), and the link full now may
+    /// be another one, whose consumer must know to wake us.
+    pub(crate) fn wants_to_run(&self, rt: &Shared, register: bool) -> bool {
         if self.done.load(SeqCst) || rt.aborted() {
             return false;
         }
@@ -165,7 +184,7 @@ impl Actor {
             return false;
         }
         let work = self.is_source || self.tick.load(SeqCst) != NO_TICK || self.input_ready(&st, rt);
-        work && self.room(&st, rt, false)
+        work && self.room(&st, rt, register)
     }
 
     /// Whether `next_input` would return something other than `NotReady`.
@@ -469,6 +488,7 @@ impl Actor {
         c.resident_keys.store(p.resident_keys, Relaxed);
         c.spilled_keys.store(p.spilled_keys, Relaxed);
         c.state_bytes.store(p.latent_bytes, Relaxed);
+        c.rows_dropped.store(stage.dropped_rows(), Relaxed);
     }
 
     /// `on_time` through the chain; what comes out waits for the next unit.

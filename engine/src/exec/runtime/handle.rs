@@ -23,6 +23,9 @@ pub struct StageSnapshot {
     pub batches_in: u64,
     /// Batches emitted so far.
     pub batches_out: u64,
+    /// Rows the stage dropped on purpose so far (see
+    /// [`Stage::dropped_rows`](crate::Stage::dropped_rows)).
+    pub rows_dropped: u64,
     /// Units waiting in the stage's input links.
     pub queue_depth: u64,
     /// Keys resident in memory (accumulators).
@@ -36,6 +39,10 @@ pub(crate) trait RunControl: Send + Sync {
     fn inspect(&self, stage_id: &str) -> Option<StageSnapshot>;
     fn stop(&self);
     fn abort(&self);
+    /// A human-readable account of the scheduler's state.
+    fn diagnostics(&self) -> String {
+        String::new()
+    }
 }
 
 /// A pipeline running in the background, from [`Engine::spawn`](crate::Engine::spawn).
@@ -87,6 +94,13 @@ impl RunHandle {
         self.control.abort();
     }
 
+    /// A human-readable account of the engine's scheduler state (per actor:
+    /// scheduled, finished, input and output link depths), for diagnosing a
+    /// pipeline that makes no progress. Empty for engines without actors.
+    pub fn diagnostics(&self) -> String {
+        self.control.diagnostics()
+    }
+
     /// Whether the run has ended (successfully or not).
     pub fn is_finished(&self) -> bool {
         self.driver.as_ref().is_none_or(|d| d.is_finished())
@@ -125,6 +139,7 @@ impl RunControl for Shared {
                 snap.rows_out += c.rows_out.load(Relaxed);
                 snap.batches_in += c.batches_in.load(Relaxed);
                 snap.batches_out += c.batches_out.load(Relaxed);
+                snap.rows_dropped += c.rows_dropped.load(Relaxed);
                 snap.resident_keys += c.resident_keys.load(Relaxed);
                 snap.state_bytes += c.state_bytes.load(Relaxed);
                 if k == 0 {
@@ -148,5 +163,63 @@ impl RunControl for Shared {
 
     fn abort(&self) {
         self.fail(Error::Aborted);
+    }
+
+    fn diagnostics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "live actors {}, aborted {}, stopping {}",
+            self.live.load(SeqCst),
+            self.aborted(),
+            self.stopping()
+        );
+        for (a, actor) in self.actors.iter().enumerate() {
+            let ids: Vec<&str> = actor.nodes.iter().map(|&n| self.nodes[n].id.as_str()).collect();
+            let st = actor.state.try_lock();
+            let detail = match &st {
+                Ok(st) => st.describe(),
+                Err(_) => "(running)".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "actor {a} [{}] scheduled={} ready={} done={} dedicated={} {detail}",
+                ids.join(">"),
+                actor.scheduled.load(SeqCst),
+                st.is_ok() && {
+                    drop(st);
+                    actor.wants_to_run(self, false)
+                },
+                actor.done.load(SeqCst),
+                actor.dedicated,
+            );
+            for (g, group) in actor.inputs.iter().enumerate() {
+                let lens: Vec<String> = group
+                    .links
+                    .iter()
+                    .map(|&l| format!("{}<-a{}", self.links[l].len(), self.links[l].from))
+                    .collect();
+                let _ = writeln!(out, "  in group {g} (ordered {}): {}", group.ordered, lens.join(" "));
+            }
+            for (p, edges) in actor.outputs.iter().enumerate() {
+                for edge in edges {
+                    let lens: Vec<String> = edge
+                        .links
+                        .iter()
+                        .map(|&l| {
+                            format!(
+                                "{}->a{}{}",
+                                self.links[l].len(),
+                                self.links[l].to,
+                                if self.links[l].waiting() { "(w)" } else { "" }
+                            )
+                        })
+                        .collect();
+                    let _ = writeln!(out, "  out port {p} ({:?}): {}", edge.distribution, lens.join(" "));
+                }
+            }
+        }
+        out
     }
 }

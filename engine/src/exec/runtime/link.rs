@@ -79,6 +79,10 @@ impl Link {
         false
     }
 
+    pub(crate) fn waiting(&self) -> bool {
+        self.producer_waiting.load(SeqCst)
+    }
+
     pub(crate) fn has_room(&self) -> bool {
         self.len.load(SeqCst) < self.capacity
     }

@@ -142,7 +142,7 @@ impl Shared {
                 }
                 Ok(Outcome::Idle | Outcome::Blocked) => {
                     actor.scheduled.store(false, SeqCst);
-                    if actor.wants_to_run(self) && !actor.scheduled.swap(true, SeqCst) {
+                    if actor.wants_to_run(self, true) && !actor.scheduled.swap(true, SeqCst) {
                         if actor.dedicated {
                             continue;
                         }
@@ -419,6 +419,7 @@ fn report(sh: &Shared, started: Instant, pipeline: String, engine: &'static str)
             r.rows_out += c.rows_out.load(Relaxed);
             r.batches_in += c.batches_in.load(Relaxed);
             r.batches_out += c.batches_out.load(Relaxed);
+            r.rows_dropped += c.rows_dropped.load(Relaxed);
             r.busy += Duration::from_nanos(c.busy_ns.load(Relaxed));
             if let Some(s) = &st.accum[k] {
                 let acc = r.accum.get_or_insert_with(Default::default);
