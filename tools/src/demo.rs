@@ -29,7 +29,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "garner-demo-out")]
     pub(crate) out_dir: PathBuf,
     /// Engine to run with.
-    #[arg(long, default_value = "sync")]
+    #[arg(long, default_value = "steal")]
     pub(crate) engine: String,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]

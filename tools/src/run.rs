@@ -58,10 +58,13 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     let spec = load_spec(&args.spec)?;
     let engine = match &args.engine {
         Some(name) => name.parse::<EngineKind>()?,
-        None => spec.engine()?.unwrap_or(EngineKind::Sync),
+        None => spec.engine()?.unwrap_or_default(),
     };
     anyhow::ensure!(args.threads != Some(0), "--threads: must be at least 1");
-    let threads = args.threads.or(spec.pipeline.threads).unwrap_or(1);
+    let threads = args
+        .threads
+        .or(spec.pipeline.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let budget = args.memory_budget.or(spec.pipeline.memory_budget);
     if let (Some(b), false) = (budget, args.quiet) {
         eprintln!("note: memory budget {b} recorded; it is enforced once spilling is built (accumulators keep all state in memory for now)");

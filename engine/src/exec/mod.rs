@@ -117,6 +117,13 @@ pub enum EngineKind {
     Hybrid,
 }
 
+impl Default for EngineKind {
+    /// [`StealEngine`]: the engine for everything but golden-output tests.
+    fn default() -> Self {
+        EngineKind::Steal
+    }
+}
+
 impl EngineKind {
     /// Names of the engines, for help texts.
     pub const AVAILABLE: &'static str = "sync, steal, rayon, dataflow, hybrid";
