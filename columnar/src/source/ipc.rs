@@ -16,9 +16,18 @@
 //!    with [`FileDecoder`], under [`decode_guarded`]: a few lies (an offsets
 //!    buffer whose length is not a whole number of offsets) still reach an
 //!    assertion inside arrow, and the byte-flip tests below find them.
+//!
+//! A mapped file's pages count in the process's resident memory once they
+//! are touched, so reading a large file would make the RSS grow to the file's
+//! size even when each batch is dropped right after use. Each record batch
+//! is therefore decoded from a buffer of its own block ([`MappedBlock`]):
+//! when the last array viewing the block is dropped, the block's whole pages
+//! are handed back to the kernel (`MADV_DONTNEED`). Reading such a page
+//! again would only fault it back in from the file, unchanged.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
@@ -51,6 +60,9 @@ const MIN_METADATA_LEN: usize = 8;
 pub struct IpcFileSource {
     path: PathBuf,
     data: Buffer,
+    /// The mapping, when reading a file through one: batches then get
+    /// buffers of their own block, released once dropped.
+    map: Option<Arc<Mmap>>,
     decoder: FileDecoder,
     schema: SchemaRef,
     blocks: Vec<Block>,
@@ -84,8 +96,14 @@ impl IpcFileSource {
         // requirement that nobody else modifies the file while it is mapped
         // (see the doc comment above for what happens otherwise). Every other
         // step reads the map as ordinary immutable bytes.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-        Self::from_buffer(path, Buffer::from(bytes::Bytes::from_owner(map)))
+        let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?);
+        // Read-ahead helps; a platform that refuses the advice reads anyway.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let whole = MappedBlock { map: map.clone(), start: 0, len: map.len(), release: false };
+        let mut source = Self::from_buffer(path, Buffer::from(bytes::Bytes::from_owner(whole)))?;
+        source.map = Some(map);
+        Ok(source)
     }
 
     /// Reads an IPC file already in memory; `name` is used in errors. The
@@ -101,7 +119,7 @@ impl IpcFileSource {
                 input_error(&path, FORMAT, Some(block_position("dictionary block", k, block)), e)
             })?;
         }
-        Ok(Self { path, data, decoder, schema, blocks, next: 0, rows })
+        Ok(Self { path, data, map: None, decoder, schema, blocks, next: 0, rows })
     }
 }
 
@@ -114,7 +132,16 @@ impl BatchSource for IpcFileSource {
         while let Some(block) = self.blocks.get(self.next) {
             let k = self.next;
             self.next += 1;
-            let bytes = self.data.slice_with_length(block.offset() as usize, block_len(block));
+            let (start, len) = (block.offset() as usize, block_len(block));
+            let bytes = match &self.map {
+                Some(map) => Buffer::from(bytes::Bytes::from_owner(MappedBlock {
+                    map: map.clone(),
+                    start,
+                    len,
+                    release: true,
+                })),
+                None => self.data.slice_with_length(start, len),
+            };
             // `read_record_batch` takes `&self`: a panic leaves the decoder as
             // it was, so later blocks can still be read.
             let decoded = decode_guarded(|| self.decoder.read_record_batch(block, &bytes))
@@ -132,6 +159,53 @@ impl BatchSource for IpcFileSource {
 
     fn describe(&self) -> String {
         format!("ipc file {}", self.path.display())
+    }
+}
+
+/// A range of the mapped file, as the owner of an Arrow buffer. With
+/// `release`, the range's whole pages are handed back to the kernel when
+/// the last buffer viewing it is dropped.
+struct MappedBlock {
+    map: Arc<Mmap>,
+    start: usize,
+    len: usize,
+    release: bool,
+}
+
+/// The granularity of page release. Where pages are larger, `madvise`
+/// refuses ranges that do not start on one, which only means less is
+/// released.
+const PAGE: usize = 4096;
+
+impl AsRef<[u8]> for MappedBlock {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len]
+    }
+}
+
+impl Drop for MappedBlock {
+    fn drop(&mut self) {
+        if !self.release {
+            return;
+        }
+        // Only pages wholly inside the block: its neighbours may be in use.
+        let first = self.start.next_multiple_of(PAGE);
+        let end = (self.start + self.len) / PAGE * PAGE;
+        if end > first {
+            // SAFETY: `MADV_DONTNEED` is unchecked because on anonymous or
+            // written private memory it discards contents. This is a
+            // read-only mapping of a file that we never write and that, by
+            // the contract of `IpcFileSource::open`, nobody modifies: a
+            // later access to a released page faults the same bytes back in
+            // from the file. So no live reference (the whole-file buffer,
+            // a neighbouring block sharing a page) can observe a change;
+            // releasing costs at most a page fault. The range lies within
+            // the map: `Layout::read` checked every block against it.
+            #[cfg(unix)]
+            let _ = unsafe {
+                self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+            };
+        }
     }
 }
 
@@ -308,6 +382,83 @@ mod tests {
             }
         }
         assert_eq!(batch, samples()[0]);
+    }
+
+    /// Resident bytes of the mapping of `path` in this process, from
+    /// `/proc/self/smaps` (Linux); `None` elsewhere.
+    fn mapped_rss(path: &Path) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let name = path.to_str()?;
+        let mut lines = smaps.lines();
+        let mut total = None;
+        while let Some(line) = lines.next() {
+            if line.ends_with(name) {
+                for l in lines.by_ref() {
+                    if let Some(kb) = l.strip_prefix("Rss:") {
+                        let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().ok()?;
+                        *total.get_or_insert(0) += kb * 1024;
+                        break;
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn pages_of_dropped_batches_leave_memory_and_kept_batches_stay_intact() {
+        use arrow_array::Int64Array;
+        use arrow_schema::{DataType, Field, Schema};
+
+        // 16 blocks of 256 KiB of Int64, so most pages lie wholly in a block.
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = (0..16)
+            .map(|b| {
+                let values = Int64Array::from_iter_values((0..32_768).map(|i| b * 1_000_000 + i));
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.arrow");
+        let mut sink = IpcFileSink::create(&path).unwrap();
+        {
+            use crate::sink::BatchSink;
+            sink.open(schema.clone()).unwrap();
+            for b in &batches {
+                sink.write(b).unwrap();
+            }
+            sink.finish().unwrap();
+            sink.commit().unwrap();
+        }
+
+        let mut source = IpcFileSource::open(&path).unwrap();
+        let mut kept = Vec::new();
+        for (k, want) in batches.iter().enumerate() {
+            let batch = source.next_batch().unwrap().unwrap();
+            // Touch every value, as a stage would.
+            assert_eq!(&batch, want, "batch {k}");
+            // Keep every fourth batch alive; drop the others (released here).
+            if k % 4 == 0 {
+                kept.push((k, batch));
+            }
+        }
+        assert!(source.next_batch().unwrap().is_none());
+        // The batches still alive read exactly what was written, although
+        // pages around them were released.
+        for (k, batch) in &kept {
+            assert_eq!(batch, &batches[*k], "kept batch {k}");
+        }
+        if let Some(after) = mapped_rss(&path) {
+            let file = std::fs::metadata(&path).unwrap().len();
+            // Four kept blocks of sixteen, plus partial pages at block edges.
+            assert!(after < file / 2, "{after} bytes of a {file}-byte file still resident");
+        }
+        drop(kept);
+        // A fresh source over the same file reads it whole and unchanged.
+        let mut again = IpcFileSource::open(&path).unwrap();
+        for (k, want) in batches.iter().enumerate() {
+            assert_eq!(&again.next_batch().unwrap().unwrap(), want, "batch {k} re-read");
+        }
     }
 
     #[test]
