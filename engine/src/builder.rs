@@ -159,7 +159,15 @@ impl Pipeline {
         self
     }
 
-    /// Sets how many instances a parallel engine runs of the last stage added.
+    /// Sets how many instances a parallel engine runs of the last stage added
+    /// (0, the default, means the engine's thread count).
+    ///
+    /// Order: batches keep their source order through chains of stages
+    /// with the same parallelism, through a single instance, and through a
+    /// hash exchange into an accumulator. Between two stateless stages that
+    /// both run several instances, but a *different* number of them, the
+    /// parallel engines do not keep order (the plan logs a `tracing`
+    /// warning naming the edge); the rows are the same, their order is not.
     pub fn parallelism(mut self, instances: usize) -> Self {
         if let Some(n) = self.nodes.last_mut() {
             n.parallelism = Some(instances.max(1));

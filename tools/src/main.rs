@@ -73,8 +73,37 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes, joined by `: `, skipping a cause whose text the
+/// message before it already ends with (our error types print their source
+/// inline, e.g. `file.arrow: No such file or directory`).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e =
+            anyhow::Error::new(garner::columnar::Error::io("x.arrow", io)).context("cannot build pipeline");
+        assert_eq!(super::error_chain(&e), "cannot build pipeline: x.arrow: No such file or directory");
     }
 }

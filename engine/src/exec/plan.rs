@@ -259,6 +259,15 @@ impl Plan {
                     Partitioning::Forward => pa == pb || pa == 1 || pb == 1,
                     Partitioning::RoundRobin => pa == 1 || pb == 1,
                 };
+                if e.ordering == Ordering::Ordered && !keeps {
+                    tracing::warn!(
+                        from = %infos[e.from].id,
+                        to = %infos[e.to].id,
+                        from_instances = pa,
+                        to_instances = pb,
+                        "an ordered edge between two different parallelisms does not keep source order"
+                    );
+                }
                 // Chains are numbered in topological order: `ca` is settled.
                 edge_ordered[ei] = e.ordering == Ordering::Ordered && keeps && chain_in_order[ca];
                 chain_in_order[c] &= edge_ordered[ei];
