@@ -139,11 +139,10 @@ impl Shape {
 }
 
 fn shape_strategy() -> impl Strategy<Value = Shape> {
-    // Transforms run with the engine's thread count (0) or one instance:
-    // a repartition between two different parallelisms does not keep order
-    // (documented in `exec/plan.rs`), which would change what an
-    // accumulator downstream sees first.
-    let tp = || (transform_strategy(), prop_oneof![Just(0usize), Just(1usize)]);
+    // Transforms run with the engine's thread count (0) or 1 to 3
+    // instances: repartitions between different parallelisms must keep
+    // order too.
+    let tp = || (transform_strategy(), 0usize..=3);
     prop_oneof![
         prop::collection::vec(tp(), 0..4).prop_map(Shape::Chain),
         (
@@ -369,5 +368,23 @@ fn casts_survive_every_engine() {
     let want = go(&SyncEngine::new());
     for (name, engine) in engines(2) {
         assert_eq!(go(engine.as_ref()), want, "{name}");
+    }
+}
+
+#[test]
+fn order_survives_repartitions_between_different_parallelisms() {
+    // 2 -> 3 -> 1 -> 2 instances of stateless stages, one-row batches:
+    // every unit crosses round-robin repartitions, and the sink must still
+    // see the source order (exactly what the SyncEngine writes).
+    let rows: Vec<Row> = (0..600)
+        .map(|i| Row { k: i as u64, var: VARS[i % 5], x: Some(i as i64 % 40), ts: i as i64 })
+        .collect();
+    let shape =
+        Shape::Chain(vec![(T::NotNull, 2), (T::Reorder, 3), (T::FilterGt(-1), 1), (T::DropFirstRow, 2)]);
+    for threads in 1..=3 {
+        for capacity in [1, 3] {
+            check(&shape, &rows, 1, threads, capacity).unwrap();
+            check(&shape, &rows, 7, threads, capacity).unwrap();
+        }
     }
 }

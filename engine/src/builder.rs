@@ -162,12 +162,12 @@ impl Pipeline {
     /// Sets how many instances a parallel engine runs of the last stage added
     /// (0, the default, means the engine's thread count).
     ///
-    /// Order: batches keep their source order through chains of stages
-    /// with the same parallelism, through a single instance, and through a
-    /// hash exchange into an accumulator. Between two stateless stages that
-    /// both run several instances, but a *different* number of them, the
-    /// parallel engines do not keep order (the plan logs a `tracing`
-    /// warning naming the edge); the rows are the same, their order is not.
+    /// Order: batches keep their source order through chains of stages, also
+    /// across repartitions between different parallelisms, and through a
+    /// hash exchange into an accumulator. An accumulator's output has no
+    /// source order (its shards emit independently); an ordered edge that
+    /// spreads it round robin over several instances is read unordered
+    /// (the plan logs a `tracing` warning naming the edge).
     pub fn parallelism(mut self, instances: usize) -> Self {
         if let Some(n) = self.nodes.last_mut() {
             n.parallelism = Some(instances.max(1));

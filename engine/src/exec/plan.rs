@@ -7,9 +7,19 @@
 //! 2. every actor emits exactly one unit per unit it receives on each
 //!    ordered out-link (possibly empty), in the order it received them;
 //! 3. a round-robin distribution sends unit `n` to instance `n % P`, a hash
-//!    or broadcast distribution sends one unit to every instance;
+//!    or broadcast distribution sends one unit to every instance; here `n`
+//!    is the unit's index in the producing node's *logical stream*: a node
+//!    whose instances are *striped* (instance `p` of `P` holds units
+//!    `p, p+P, p+2P, ...` of the stream, which is what a round-robin or
+//!    forward feed from a striped node gives) numbers its `k`-th unit
+//!    `p + k*P`, so a repartition between two different parallelisms keeps
+//!    order too: consumer `q` of `Q` reads its `k`-th unit `q + k*Q` from
+//!    producer `(q + k*Q) % P`, i.e. its cursor starts at `q % P` and steps
+//!    by `Q % P`;
 //! 4. an ordered consumer reads the links of each input edge cyclically,
-//!    one unit from each in turn (skipping links whose producer has ended);
+//!    one unit from each in turn (or with the step of point 3); once a link
+//!    of the edge has ended, it reads the rest cyclically, skipping ended
+//!    links, which only hold the producers' last flushes;
 //!    with several input edges (a merge), it takes one unit from every
 //!    edge, in the topological order of their producers, and processes
 //!    them as one unit, which is the order in which the `SyncEngine`
@@ -58,6 +68,9 @@ pub(crate) struct OutEdge {
     /// Whether the consumer reads these links in order (then empty units
     /// must be sent too).
     pub(crate) ordered: bool,
+    /// Round robin: this instance's `k`-th unit is unit `offset + k*step`
+    /// of the node's logical stream, and goes to link `(offset + k*step) % links`.
+    pub(crate) stride: (u64, u64),
 }
 
 /// One graph edge into an actor, expanded: its links in producer-instance order.
@@ -69,6 +82,10 @@ pub(crate) struct InGroup {
     /// one unit from each group per cycle, in this order, as the
     /// `SyncEngine` queues them.
     pub(crate) rank: usize,
+    /// Ordered groups: the link of the first unit, and how far the cursor
+    /// moves per unit (mod the links), until a link ends.
+    pub(crate) start: usize,
+    pub(crate) step: usize,
 }
 
 /// A link: a bounded FIFO of units from one actor to another.
@@ -241,23 +258,31 @@ impl Plan {
         }
 
         // 3. Which edges keep order: the edge asks for it, its distribution
-        //    can keep it (a repartition between two different parallelisms
-        //    cannot), and its producer emits units in source order, which
+        //    can keep it (a round-robin spread over several instances needs
+        //    a striped producer, point 3 above: not an accumulator's shards
+        //    or another hash-fed stage), and its producer emits units in source order, which
         //    holds only when every edge into the producer's chain keeps
         //    order too. An ordered read of a producer whose instances see
         //    unequal numbers of units would wait forever on the short one.
         let mut edge_ordered = vec![false; edges.len()];
         let mut chain_in_order = vec![true; chains.len()];
+        // Striped: instance `p` of `P` holds units `p + k*P` of the chain's
+        // logical stream (every single-instance chain is).
+        let mut striped = vec![false; chains.len()];
         for (c, chain) in chains.iter().enumerate() {
             let head = chain[0];
+            let pb = actor_of[c].len();
+            let mut all_striping = true;
             for &ei in &in_edges[head] {
                 let e = &edges[ei];
                 let ca = chain_of[e.from].expect("planned");
-                let (pa, pb) = (actor_of[ca].len(), actor_of[c].len());
+                let pa = actor_of[ca].len();
+                // Chains are numbered in topological order: `ca` is settled.
+                let spread = spreads_round_robin(&e.partitioning, pa, pb);
                 let keeps = match e.partitioning {
                     Partitioning::Hash(_) | Partitioning::Broadcast => true,
-                    Partitioning::Forward => pa == pb || pa == 1 || pb == 1,
-                    Partitioning::RoundRobin => pa == 1 || pb == 1,
+                    _ if !spread => true,
+                    _ => pa == 1 || pb == 1 || striped[ca],
                 };
                 if e.ordering == Ordering::Ordered && !keeps {
                     tracing::warn!(
@@ -265,13 +290,20 @@ impl Plan {
                         to = %infos[e.to].id,
                         from_instances = pa,
                         to_instances = pb,
-                        "an ordered edge between two different parallelisms does not keep source order"
+                        "an ordered edge between two different parallelisms does not keep source order \
+                         after a stage whose instances each see every unit (an accumulator)"
                     );
                 }
-                // Chains are numbered in topological order: `ca` is settled.
                 edge_ordered[ei] = e.ordering == Ordering::Ordered && keeps && chain_in_order[ca];
                 chain_in_order[c] &= edge_ordered[ei];
+                all_striping &= edge_ordered[ei]
+                    && match e.partitioning {
+                        Partitioning::Hash(_) | Partitioning::Broadcast => false,
+                        _ if spread => pa == 1 || striped[ca],
+                        _ => pa == pb && striped[ca],
+                    };
             }
+            striped[c] = pb == 1 || (!in_edges[head].is_empty() && all_striping);
         }
 
         // 4. Links, edge by edge (edges inside a chain are function calls).
@@ -318,17 +350,37 @@ impl Plan {
                     group_links[t].push(links.len());
                     links.push(LinkSpec { from: a, to: b });
                 }
-                actors[a].outputs[e.from_port].push(OutEdge { distribution, links: out_links, ordered });
+                let stride = if striped[ca] { (i as u64, pa as u64) } else { (0, 1) };
+                actors[a].outputs[e.from_port].push(OutEdge {
+                    distribution,
+                    links: out_links,
+                    ordered,
+                    stride,
+                });
             }
             let rank = topo.iter().position(|&n| n == e.from).unwrap_or(usize::MAX);
+            let spread = spreads_round_robin(&e.partitioning, pa, pb) && striped[ca];
             for (t, group) in group_links.into_iter().enumerate() {
-                actors[actor_of[cb][t]].inputs.push(InGroup { links: group, ordered, rank });
+                // Point 3 of the module doc: consumer `t` of `pb` reads unit
+                // `t + k*pb` of the stream from producer `(t + k*pb) % pa`.
+                let (start, step) = if spread && group.len() == pa { (t % pa, pb % pa) } else { (0, 1) };
+                actors[actor_of[cb][t]].inputs.push(InGroup { links: group, ordered, rank, start, step });
             }
         }
         for a in &mut actors {
             a.inputs.sort_by_key(|g| g.rank);
         }
         Ok(Plan { nodes: infos, actors, links })
+    }
+}
+
+/// Whether an edge spreads units round robin over several consumer
+/// instances (rather than forwarding instance to instance, or fanning in).
+fn spreads_round_robin(partitioning: &Partitioning, pa: usize, pb: usize) -> bool {
+    match partitioning {
+        Partitioning::RoundRobin => pb > 1,
+        Partitioning::Forward => pb > 1 && pa != pb,
+        Partitioning::Hash(_) | Partitioning::Broadcast => false,
     }
 }
 

@@ -43,6 +43,13 @@ fn bump(counter: &AtomicU64, v: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(v), Relaxed);
 }
 
+/// The link of a round-robin edge that this instance's unit `k` goes to:
+/// the unit's index in the node's logical stream, modulo the links.
+fn round_robin_target(edge: &OutEdge, k: u64) -> usize {
+    let (offset, step) = edge.stride;
+    (offset.wrapping_add(k.wrapping_mul(step)) % edge.links.len() as u64) as usize
+}
+
 /// What a step ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -134,7 +141,7 @@ impl Actor {
         let all_ordered = inputs.iter().all(|g| g.ordered);
         let chain_len = nodes.len();
         let state = ActorState {
-            cursors: vec![0; inputs.len()],
+            cursors: inputs.iter().map(|g| g.start).collect(),
             ended: inputs.iter().map(|g| vec![false; g.links.len()]).collect(),
             staged: inputs.iter().map(|_| None).collect(),
             sent: outputs.iter().map(|p| vec![0; p.len()]).collect(),
@@ -238,7 +245,7 @@ impl Actor {
             for (e, edge) in edges.iter().enumerate() {
                 let targets: &[usize] = match edge.distribution {
                     Distribution::RoundRobin => {
-                        let i = (st.sent[p][e] % edge.links.len() as u64) as usize;
+                        let i = round_robin_target(edge, st.sent[p][e]);
                         &edge.links[i..=i]
                     }
                     _ => &edge.links,
@@ -396,7 +403,10 @@ impl Actor {
             }
             match self.pop(rt, group.links[i]) {
                 Some(Msg::Unit(batches)) => {
-                    st.cursors[g] = (i + 1) % n;
+                    // The plan's step while every producer runs; once one has
+                    // ended, the rest are last flushes, read in turn.
+                    let step = if st.ended[g].iter().any(|&e| e) { 1 } else { group.step };
+                    st.cursors[g] = (i + step) % n;
                     return Taken::Unit(batches);
                 }
                 Some(Msg::End) => {
@@ -640,7 +650,7 @@ impl Actor {
                     }
                     Distribution::RoundRobin => {
                         if edge.ordered || !batches.is_empty() {
-                            let l = edge.links[(n % edge.links.len() as u64) as usize];
+                            let l = edge.links[round_robin_target(edge, n)];
                             self.send(rt, l, batches.clone());
                         }
                     }
