@@ -66,15 +66,17 @@ fn varset() -> VarSet {
         .partial_flush_after(Duration::from_millis(40))
 }
 
-/// source -> 4 replicated transforms -> branch -> (hi, lo transforms)
-/// -> merge -> accumulate (4 shards) -> transform -> sink.
+/// source -> 4 replicated transforms (6, 3, 5 and 6 instances) -> branch
+/// -> (hi, lo transforms) -> merge -> accumulate (4 shards) -> transform -> sink.
 fn wide(input: Vec<RecordBatch>) -> (PipelineGraph, Collected) {
     let (sink, out) = CollectSink::new();
     let graph = Pipeline::new("stress-wide")
         .source("read", MemorySource::try_from_batches(input).unwrap())
         .transform("keep", Filter::new(col("k").gt_eq(0)))
         .transform("reorder", Select::columns(["ts", "x", "value", "var", "k"]))
+        .parallelism(3)
         .transform("back", Select::columns(["k", "var", "value", "x", "ts"]))
+        .parallelism(5)
         .transform("slice", MapBatches::new(|b: RecordBatch| Ok(b)))
         .branch("split", Branch::new().route("hi", col("x").gt(50)).otherwise("lo"))
         .from("split.hi")
