@@ -28,6 +28,6 @@ mod time;
 pub mod varset;
 
 pub use error::{Error, Result};
-pub use stats::AccumStats;
+pub use stats::{AccumStats, LatencyHistogram};
 pub use time::{max_event_time, Millis, TimeMode};
 pub use varset::{EmitReason, KeyColumns, RepeatPolicy, VarSet, VarSetAssembler};

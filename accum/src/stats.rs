@@ -31,6 +31,79 @@ pub struct AccumStats {
     /// Approximate bytes held by the state: value and key arenas, per-slot
     /// vectors, the key table and the deadline heap (capacities, not lengths).
     pub bytes_held: u64,
+    /// Emitted rows by completeness (present / required variables), in
+    /// tenths: bucket `i` holds rows with `i/10 <= completeness < (i+1)/10`,
+    /// bucket 10 the complete ones.
+    pub completeness: [u64; 11],
+    /// Time from a key generation's first fragment to its emission, in
+    /// milliseconds of the accumulator's time (event or processing).
+    pub latency: LatencyHistogram,
+}
+
+/// A histogram of millisecond latencies in power-of-two buckets: bucket 0
+/// holds 0 ms, bucket `i` holds `[2^(i-1), 2^i)` ms. Constant size, cheap to
+/// record and to merge; quantiles are exact to within a factor of two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    buckets: [u64; LATENCY_BUCKETS],
+}
+
+const LATENCY_BUCKETS: usize = 48;
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self { buckets: [0; LATENCY_BUCKETS] }
+    }
+}
+
+impl LatencyHistogram {
+    /// Counts one latency of `ms` milliseconds (negative counts as 0).
+    #[inline]
+    pub fn record(&mut self, ms: i64) {
+        let ms = ms.max(0) as u64;
+        let bucket = (u64::BITS - ms.leading_zeros()) as usize;
+        self.buckets[bucket.min(LATENCY_BUCKETS - 1)] += 1;
+    }
+
+    /// Latencies counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// An upper bound of the `q` quantile (`0.0..=1.0`) in milliseconds:
+    /// the top of the bucket it falls in; `None` when nothing was counted.
+    ///
+    /// ```
+    /// use garner_accum::LatencyHistogram;
+    /// let mut h = LatencyHistogram::default();
+    /// for ms in [0, 3, 5, 6, 7, 100] {
+    ///     h.record(ms);
+    /// }
+    /// assert_eq!(h.quantile(0.5), Some(7)); // 5..=7 share the bucket [4, 8)
+    /// assert_eq!(h.quantile(1.0), Some(127));
+    /// ```
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(if i == 0 { 0 } else { (1u64 << i) - 1 });
+            }
+        }
+        None
+    }
+
+    /// Adds `other`'s counts.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
 }
 
 impl AccumStats {
@@ -51,6 +124,10 @@ impl AccumStats {
         self.unknown_var_fragments += other.unknown_var_fragments;
         self.null_key_fragments += other.null_key_fragments;
         self.bytes_held += other.bytes_held;
+        for (a, b) in self.completeness.iter_mut().zip(&other.completeness) {
+            *a += b;
+        }
+        self.latency.merge(&other.latency);
     }
 }
 

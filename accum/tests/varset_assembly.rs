@@ -349,3 +349,28 @@ fn state_stays_correct_through_arena_compactions() {
     assert_eq!(rest.len(), 10);
     assert_eq!(rest[3], format!("key-00003-{pad} | kept | null | 0.5 | [b] | false | end_of_input"));
 }
+
+#[test]
+fn stats_hold_completeness_and_first_fragment_to_emit_latency() {
+    let mut asm = abc().build(frags(&[]).schema_ref()).unwrap();
+    asm.push(&frags(&[(7, "c", "3")]), 0).unwrap();
+    asm.push(&frags(&[(8, "b", "-"), (7, "a", "1")]), 1).unwrap();
+    asm.push(&frags(&[(7, "b", "2")]), 2).unwrap(); // key 7: 0 ms -> 2 ms
+    asm.push(&frags(&[(9, "a", "1"), (9, "b", "2")]), 40).unwrap();
+    asm.finish().unwrap(); // key 8: 1 -> 40 ms (the clock at the end); key 9: 40 -> 40
+    let s = asm.stats();
+    let mut want = [0u64; 11];
+    want[10] = 1; // key 7, complete
+    want[3] = 1; // key 8, 1 of 3
+    want[6] = 1; // key 9, 2 of 3
+    assert_eq!(s.completeness, want);
+    assert_eq!(s.latency.count(), 3);
+    assert_eq!(s.latency.quantile(0.0), Some(0)); // key 9
+    assert_eq!(s.latency.quantile(0.5), Some(3)); // key 7: 2 ms, in [2, 4)
+    assert_eq!(s.latency.quantile(1.0), Some(63)); // key 8: 39 ms, in [32, 64)
+                                                   // Shards merge.
+    let mut merged = s.clone();
+    merged.merge(&s);
+    assert_eq!(merged.latency.count(), 6);
+    assert_eq!(merged.completeness[10], 2);
+}

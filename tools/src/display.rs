@@ -86,10 +86,17 @@ pub(crate) fn summary(report: &RunReport) -> String {
     ]];
     for s in &report.stages {
         let notes = match (&s.accum, &s.sink) {
-            (Some(a), _) => format!(
-                "{} complete, {} partial, {} resident, {} duplicate, {} unknown var",
-                a.complete, a.partial, a.active_keys, a.duplicate_fragments, a.unknown_var_fragments
-            ),
+            (Some(a), _) => {
+                let mut text = format!(
+                    "{} complete, {} partial, {} resident, {} duplicate, {} unknown var",
+                    a.complete, a.partial, a.active_keys, a.duplicate_fragments, a.unknown_var_fragments
+                );
+                if let (Some(p50), Some(p99)) = (a.latency.quantile(0.5), a.latency.quantile(0.99)) {
+                    // Bucket tops: the quantile is at most this.
+                    text.push_str(&format!(", first-to-emit p50 ≤{p50} ms, p99 ≤{p99} ms"));
+                }
+                text
+            }
             (_, Some(k)) => match k.bytes {
                 Some(b) => format!("{:.1} MiB written", b as f64 / (1024.0 * 1024.0)),
                 None => String::new(),

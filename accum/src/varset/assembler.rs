@@ -85,7 +85,8 @@ struct SlotState {
     repeat: RepeatPolicy,
     deadline_after: Option<(Millis, EmitReason)>,
     arrival: Vec<u64>,
-    deadline: Vec<Millis>,
+    /// Time of the generation's first fragment (its deadline follows).
+    first: Vec<Millis>,
     values: Vec<ValueRef>,
     presence: Presence,
     arena: ByteArena,
@@ -95,6 +96,10 @@ struct SlotState {
     next_arrival: u64,
     active: u64,
     duplicates: u64,
+    /// Emitted generations by completeness, in tenths (see `AccumStats`).
+    completeness: [u64; 11],
+    /// First fragment to emission, per emitted generation.
+    latency: crate::LatencyHistogram,
 }
 
 impl VarSetAssembler {
@@ -108,7 +113,7 @@ impl VarSetAssembler {
                 repeat: plan.repeat,
                 deadline_after: plan.deadline,
                 arrival: Vec::new(),
-                deadline: Vec::new(),
+                first: Vec::new(),
                 values: Vec::new(),
                 presence: Presence::new(vars),
                 arena: ByteArena::default(),
@@ -118,6 +123,8 @@ impl VarSetAssembler {
                 next_arrival: 0,
                 active: 0,
                 duplicates: 0,
+                completeness: [0; 11],
+                latency: Default::default(),
             },
             var_idx: Vec::new(),
             slots: Vec::new(),
@@ -212,7 +219,8 @@ impl VarSetAssembler {
         open.sort_unstable();
         state.deadlines.clear();
         for (_, slot) in open {
-            state.close(slot, EmitReason::EndOfInput, true);
+            let now = state.watermark;
+            state.close(slot, EmitReason::EndOfInput, true, now);
         }
         let out = self.take_output()?;
         self.keys.clear();
@@ -225,6 +233,8 @@ impl VarSetAssembler {
         AccumStats {
             active_keys: self.state.active,
             duplicate_fragments: self.state.duplicates,
+            completeness: self.state.completeness,
+            latency: self.state.latency.clone(),
             bytes_held: (self.keys.bytes_held()
                 + self.state.bytes_held()
                 + (self.var_idx.capacity() + self.slots.capacity()) * 4) as u64,
@@ -326,7 +336,7 @@ impl SlotState {
     fn grow(&mut self, slots: usize) {
         if slots > self.arrival.len() {
             self.arrival.resize(slots, NO_GEN);
-            self.deadline.resize(slots, Millis::MAX);
+            self.first.resize(slots, Millis::MAX);
             self.values.resize(slots * self.vars, ValueRef::ABSENT);
             self.presence.grow(slots);
         }
@@ -336,8 +346,8 @@ impl SlotState {
     #[inline(always)]
     fn apply(&mut self, slot: u32, var: u32, time: Millis, value: Option<&[u8]>) -> Result<()> {
         let s = slot as usize;
-        if self.arrival[s] != NO_GEN && time > self.deadline[s] {
-            self.close(slot, self.deadline_reason(), false);
+        if self.arrival[s] != NO_GEN && time > self.deadline_of(s) {
+            self.close(slot, self.deadline_reason(), false, time);
         }
         if self.arrival[s] == NO_GEN {
             self.open(slot, time);
@@ -346,7 +356,7 @@ impl SlotState {
         if self.presence.insert(slot, var) {
             self.values[at] = self.store(value)?;
             if self.presence.is_full(slot) {
-                self.close(slot, EmitReason::Complete, false);
+                self.close(slot, EmitReason::Complete, false, time);
             }
         } else {
             self.duplicates += 1;
@@ -367,27 +377,35 @@ impl SlotState {
         self.next_arrival += 1;
         self.arrival[s] = arrival;
         self.active += 1;
-        self.deadline[s] = match self.deadline_after {
-            Some((after, _)) => {
-                let deadline = time.saturating_add(after);
-                self.deadlines.push(Due { deadline, arrival, slot });
-                deadline
-            }
+        self.first[s] = time;
+        if let Some((after, _)) = self.deadline_after {
+            self.deadlines.push(Due { deadline: time.saturating_add(after), arrival, slot });
+        }
+    }
+
+    /// When `slot`'s generation (opened at `first`) expires.
+    #[inline(always)]
+    fn deadline_of(&self, s: usize) -> Millis {
+        match self.deadline_after {
+            Some((after, _)) => self.first[s].saturating_add(after),
             None => Millis::MAX,
-        };
+        }
     }
 
     /// Closes `slot`'s generation: stages it and empties the slot.
-    /// `popped`: its deadline entry is already off the heap.
-    fn close(&mut self, slot: u32, reason: EmitReason, popped: bool) {
+    /// `popped`: its deadline entry is already off the heap. `now`: the
+    /// time of the closing (the fragment, watermark or clock that did it).
+    fn close(&mut self, slot: u32, reason: EmitReason, popped: bool, now: Millis) {
         let s = slot as usize;
         let row = StagedRow {
             slot,
             arrival: self.arrival[s],
-            deadline: self.deadline[s],
+            deadline: self.deadline_of(s),
             present: self.presence.count(slot),
             reason,
         };
+        self.latency.record(now.saturating_sub(self.first[s]));
+        self.completeness[(row.present as usize * 10 / self.vars.max(1)).min(10)] += 1;
         self.staging.push(row, &mut self.values[s * self.vars..(s + 1) * self.vars]);
         self.presence.clear(slot);
         self.arrival[s] = NO_GEN;
@@ -416,7 +434,7 @@ impl SlotState {
         loop {
             let arrival = &self.arrival;
             match self.deadlines.pop_due(self.watermark, |d| arrival[d.slot as usize] == d.arrival) {
-                Some(due) => self.close(due.slot, reason, true),
+                Some(due) => self.close(due.slot, reason, true, self.watermark),
                 None => break,
             }
         }
@@ -447,7 +465,7 @@ impl SlotState {
     /// Drops every slot (after `finish`).
     fn reset(&mut self) {
         self.arrival.clear();
-        self.deadline.clear();
+        self.first.clear();
         self.values.clear();
         self.presence.reset();
         self.arena.clear();
@@ -457,7 +475,7 @@ impl SlotState {
 
     fn bytes_held(&self) -> usize {
         self.arena.capacity_bytes()
-            + (self.arrival.capacity() + self.deadline.capacity() + self.values.capacity()) * 8
+            + (self.arrival.capacity() + self.first.capacity() + self.values.capacity()) * 8
             + self.presence.bytes_held()
             + self.deadlines.bytes_held()
             + self.staging.bytes_held()
