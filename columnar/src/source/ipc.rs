@@ -176,6 +176,8 @@ struct MappedBlock {
 /// refuses ranges that do not start on one, which only means less is
 /// released.
 const PAGE: usize = 4096;
+/// Linux maps up to this much around a faulting address (`fault_around_bytes`).
+const FAULT_AROUND: usize = 64 * 1024;
 
 impl AsRef<[u8]> for MappedBlock {
     fn as_ref(&self) -> &[u8] {
@@ -188,8 +190,13 @@ impl Drop for MappedBlock {
         if !self.release {
             return;
         }
-        // Only pages wholly inside the block: its neighbours may be in use.
-        let first = self.start.next_multiple_of(PAGE);
+        // From the fault-around window before the block: touching a block's
+        // first page maps the cached pages around it too, among them the
+        // previous block's tail, released already; left alone, such pages
+        // stay resident for good, a few KiB per block. Up to the last page
+        // wholly inside the block: the next one may be in use. (Releasing a
+        // page in use would only cost a fault, see below.)
+        let first = self.start / FAULT_AROUND * FAULT_AROUND;
         let end = (self.start + self.len) / PAGE * PAGE;
         if end > first {
             // SAFETY: `MADV_DONTNEED` is unchecked because on anonymous or
@@ -200,7 +207,8 @@ impl Drop for MappedBlock {
             // from the file. So no live reference (the whole-file buffer,
             // a neighbouring block sharing a page) can observe a change;
             // releasing costs at most a page fault. The range lies within
-            // the map: `Layout::read` checked every block against it.
+            // the map: `Layout::read` checked every block against it, and
+            // `first` only rounds its start down.
             #[cfg(unix)]
             let _ = unsafe {
                 self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
