@@ -102,6 +102,11 @@ impl IpcFileSource {
         let _ = map.advise(memmap2::Advice::Sequential);
         let whole = MappedBlock { map: map.clone(), start: 0, len: map.len(), release: false };
         let mut source = Self::from_buffer(path, Buffer::from(bytes::Bytes::from_owner(whole)))?;
+        // Checking the layout read every block's metadata, and each of those
+        // reads mapped the pages around it: one fault-around window per
+        // block, resident until the block is consumed, so the peak grew with
+        // the file. Hand them all back now; reading faults them in again.
+        drop(MappedBlock { map: map.clone(), start: 0, len: map.len(), release: true });
         source.map = Some(map);
         Ok(source)
     }
