@@ -445,6 +445,11 @@ mod tests {
         }
 
         let mut source = IpcFileSource::open(&path).unwrap();
+        if let Some(opened) = mapped_rss(&path) {
+            // Checking the layout touched every block; those pages are back.
+            let file = std::fs::metadata(&path).unwrap().len();
+            assert!(opened < file / 8, "{opened} bytes of a {file}-byte file resident after open");
+        }
         let mut kept = Vec::new();
         for (k, want) in batches.iter().enumerate() {
             let batch = source.next_batch().unwrap().unwrap();
