@@ -235,11 +235,17 @@ impl VarSetAssembler {
             duplicate_fragments: self.state.duplicates,
             completeness: self.state.completeness,
             latency: self.state.latency.clone(),
-            bytes_held: (self.keys.bytes_held()
-                + self.state.bytes_held()
-                + (self.var_idx.capacity() + self.slots.capacity()) * 4) as u64,
+            bytes_held: self.bytes_held(),
             ..self.stats.clone()
         }
+    }
+
+    /// Approximate bytes held by the state (as in [`AccumStats::bytes_held`]),
+    /// without building the whole stats.
+    pub fn bytes_held(&self) -> u64 {
+        (self.keys.bytes_held()
+            + self.state.bytes_held()
+            + (self.var_idx.capacity() + self.slots.capacity()) * 4) as u64
     }
 
     /// Key generations currently held.

@@ -93,10 +93,11 @@ impl Stage for AccumulateStage {
 
     fn pressure(&self) -> Pressure {
         match &self.assembler {
-            Some(a) => {
-                let s = a.stats();
-                Pressure { latent_bytes: s.bytes_held, resident_keys: s.active_keys, ..Default::default() }
-            }
+            Some(a) => Pressure {
+                latent_bytes: a.bytes_held(),
+                resident_keys: a.resident_keys() as u64,
+                ..Default::default()
+            },
             None => Pressure::default(),
         }
     }
