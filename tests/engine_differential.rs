@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::DataType;
 use garner::engine::{Engine, ParallelismHint};
 use garner::prelude::*;
 use proptest::prelude::*;
@@ -47,13 +46,7 @@ fn batch_size() -> impl Strategy<Value = usize> {
 }
 
 fn batches(rows: &[Row], size: usize) -> Vec<RecordBatch> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::UInt64, false),
-        Field::new("var", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-        Field::new("x", DataType::Int64, true),
-        Field::new("ts", DataType::Int64, false),
-    ]));
+    let schema = common::fragment_schema();
     let make = |rows: &[Row]| {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.k))),
@@ -228,19 +221,6 @@ fn build(shape: &Shape, input: &[RecordBatch]) -> (PipelineGraph, Vec<Collected>
     (p.build().unwrap(), outs)
 }
 
-fn rows_of(collected: &Collected) -> Vec<String> {
-    let options = FormatOptions::default().with_null("∅");
-    let mut rows = Vec::new();
-    for b in collected.batches() {
-        let formatters: Vec<ArrayFormatter> =
-            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
-        for r in 0..b.num_rows() {
-            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join("|"));
-        }
-    }
-    rows
-}
-
 /// Per stage: id, rows in, rows out, rows dropped.
 type Counts = Vec<(String, u64, u64, u64)>;
 
@@ -257,7 +237,7 @@ fn run(
             .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
     let counts =
         report.stages.iter().map(|s| (s.id.clone(), s.rows_in, s.rows_out, s.rows_dropped)).collect();
-    (outs.iter().map(rows_of).collect(), counts)
+    (outs.iter().map(common::rows_of).collect(), counts)
 }
 
 fn engines(threads: usize) -> Vec<(String, Box<dyn Engine>)> {
@@ -363,7 +343,7 @@ fn casts_survive_every_engine() {
             .build()
             .unwrap();
         engine.run(graph, RunOptions::default()).unwrap();
-        rows_of(&out)
+        common::rows_of(&out)
     };
     let want = go(&SyncEngine::new());
     for (name, engine) in engines(2) {

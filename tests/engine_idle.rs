@@ -7,22 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use garner::columnar::source::IterSource;
 use garner::engine::{Engine, ParallelismHint};
 use garner::prelude::*;
 
-const THREADS: usize = 6;
+mod common;
 
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("k", DataType::UInt64, false),
-        Field::new("var", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-        Field::new("x", DataType::Int64, true),
-        Field::new("ts", DataType::Int64, false),
-    ]))
-}
+const THREADS: usize = 6;
 
 fn fragments(n: u64) -> RecordBatch {
     let vars = ["a", "b", "c", "d"];
@@ -33,7 +24,7 @@ fn fragments(n: u64) -> RecordBatch {
         Arc::new(Int64Array::from_iter_values((0..n).map(|i| i as i64))),
         Arc::new(Int64Array::from_iter_values((0..n).map(|i| 1_000 + i as i64))),
     ];
-    RecordBatch::try_new(schema(), columns).expect("valid fragments")
+    RecordBatch::try_new(common::fragment_schema(), columns).expect("valid fragments")
 }
 
 /// CPU time (user + system) this process has used, from /proc (Linux).
@@ -51,7 +42,8 @@ fn cpu_time() -> Option<Duration> {
 fn an_idle_pipeline_parks_its_workers() {
     // A source that waits on a channel: the pipeline has nothing to do.
     let (tx, rx) = mpsc::channel::<RecordBatch>();
-    let source = IterSource::new(schema(), std::iter::from_fn(move || rx.recv().ok().map(Ok)));
+    let source =
+        IterSource::new(common::fragment_schema(), std::iter::from_fn(move || rx.recv().ok().map(Ok)));
     let (sink, out) = CollectSink::new();
     let graph = Pipeline::new("idle")
         .source("read", source)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use arrow_schema::ArrowError;
 use garner::columnar::source::IterSource;
 use garner::engine::{Engine, Error, ParallelismHint, RunHandle};
 use garner::prelude::*;
@@ -20,16 +20,6 @@ mod common;
 /// More threads than the 2-core machine has.
 const THREADS: usize = 6;
 const VARS: [&str; 4] = ["a", "b", "c", "d"];
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("k", DataType::UInt64, false),
-        Field::new("var", DataType::Utf8, false),
-        Field::new("value", DataType::Utf8, false),
-        Field::new("x", DataType::Int64, true),
-        Field::new("ts", DataType::Int64, false),
-    ]))
-}
 
 /// Rows `from..to` of an endless fragment stream: key `i / 4`, one
 /// variable each, every 13th subject misses "d".
@@ -42,7 +32,7 @@ fn fragments(from: u64, to: u64) -> RecordBatch {
         Arc::new(Int64Array::from_iter(rows.iter().map(|&i| (i % 7 != 0).then_some(i as i64 % 100)))),
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|&i| 1_000 + i as i64))),
     ];
-    RecordBatch::try_new(schema(), columns).expect("valid fragments")
+    RecordBatch::try_new(common::fragment_schema(), columns).expect("valid fragments")
 }
 
 /// `rows` rows in batches of 1 to 7 rows.
@@ -117,25 +107,11 @@ fn engines() -> Vec<Box<dyn Engine>> {
     ]
 }
 
-fn rows_of(collected: &Collected) -> Vec<String> {
-    use arrow_cast::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default().with_null("∅");
-    let mut rows = Vec::new();
-    for b in collected.batches() {
-        let fs: Vec<ArrayFormatter> =
-            b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
-        for r in 0..b.num_rows() {
-            rows.push(fs.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join("|"));
-        }
-    }
-    rows
-}
-
 fn capacity_one(build: fn(Vec<RecordBatch>) -> (PipelineGraph, Collected), ordered: bool) {
     let input = small_batches(3_000);
     let (graph, out) = build(input.clone());
     SyncEngine::new().run(graph, RunOptions::default()).unwrap();
-    let mut want = rows_of(&out);
+    let mut want = common::rows_of(&out);
     if !ordered {
         want.sort();
     }
@@ -147,7 +123,7 @@ fn capacity_one(build: fn(Vec<RecordBatch>) -> (PipelineGraph, Collected), order
             let what = format!("{} round {round}", graph.name());
             common::run_watched(engine.as_ref(), graph, opts, common::HANG_TIMEOUT, &what)
                 .unwrap_or_else(|e| panic!("{} on {what}: {e}", engine.name()));
-            let mut got = rows_of(&out);
+            let mut got = common::rows_of(&out);
             if !ordered {
                 got.sort();
             }
@@ -178,7 +154,7 @@ fn endless() -> (IterSource, Arc<std::sync::atomic::AtomicU64>) {
         counter.fetch_add(b.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
         Some(Ok::<_, ArrowError>(b))
     });
-    (IterSource::new(schema(), iter), produced)
+    (IterSource::new(common::fragment_schema(), iter), produced)
 }
 
 fn endless_graph() -> (PipelineGraph, Collected, Arc<std::sync::atomic::AtomicU64>) {
@@ -216,11 +192,7 @@ fn stop_drains_a_saturated_pipeline_and_loses_nothing() {
         let handle = engine.spawn(graph, opts).unwrap();
         wait_for_rows(&handle, "assemble", 2_000);
         handle.stop();
-        let start = Instant::now();
-        while !handle.is_finished() {
-            assert!(start.elapsed() < common::HANG_TIMEOUT, "stop hangs: {}", handle.diagnostics());
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        common::wait_finished(&handle, "stop");
         let report = handle.join().unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
         // Everything read reached the accumulator, and every fragment it
         // took is in an emitted row: the drain flushed the state.
@@ -247,11 +219,7 @@ fn abort_stops_a_saturated_pipeline() {
         let handle = engine.spawn(graph, RunOptions::default().with_mailbox_capacity(1)).unwrap();
         wait_for_rows(&handle, "assemble", 1_000);
         handle.abort();
-        let start = Instant::now();
-        while !handle.is_finished() {
-            assert!(start.elapsed() < common::HANG_TIMEOUT, "abort hangs: {}", handle.diagnostics());
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        common::wait_finished(&handle, "abort");
         assert!(matches!(handle.join(), Err(Error::Aborted)), "{}", engine.name());
     }
 }

@@ -486,7 +486,7 @@ impl Actor {
         for (k, stage) in stages.iter_mut().enumerate().skip(from) {
             let c = &self.counters[k];
             let (mut rows_in, mut rows_out, batches_in) = (0u64, 0u64, current.len() as u64);
-            let before = next.len();
+            // `next` is empty here: new, or the list drained last round.
             if k == last {
                 by_port = vec![Vec::new(); ports];
             }
@@ -513,7 +513,7 @@ impl Actor {
             let batches_out = if k == last {
                 by_port.iter().map(|p| p.len() as u64).sum::<u64>()
             } else {
-                (next.len() - before) as u64
+                next.len() as u64
             };
             bump(&c.rows_in, rows_in);
             bump(&c.batches_in, batches_in);
