@@ -120,6 +120,16 @@ pub enum Error {
         source: ArrowError,
     },
 
+    /// A policy value that cannot work (zero limits, lateness without
+    /// event time, ...).
+    #[error("policy `{policy}`: {reason}")]
+    BadPolicy {
+        /// The policy's name, as in the spec.
+        policy: &'static str,
+        /// What is wrong, and what would work.
+        reason: String,
+    },
+
     /// A broken invariant: a bug in this crate.
     #[error("internal error (a bug in garner-accum): {0}")]
     Internal(String),

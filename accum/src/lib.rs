@@ -22,12 +22,30 @@
 //! Counters are plain structs ([`AccumStats`]) that the engine's telemetry
 //! turns into metrics.
 
+mod arena;
+mod collect;
+mod columns;
+mod count;
+mod deadlines;
 mod error;
+mod hash;
+pub mod keyed;
+mod keys;
 mod stats;
 mod time;
+mod values;
 pub mod varset;
+mod window;
 
+pub use collect::{CollectInput, CollectState};
+pub use columns::ACC_COLUMNS;
+pub use count::{CountAccumulator, CountAssembler};
 pub use error::{Error, Result};
+pub use keyed::{
+    Accumulator, AccumulatorSpec, AfterComplete, RunningAccumulator, DeadLetters, EmitReason, Fill, Generation, KeyView, KeyedAccumulator, Policies,
+    Predicate, Update, WindowRule, WithPolicies, ERROR_COLUMN,
+};
 pub use stats::{AccumStats, LatencyHistogram};
 pub use time::{max_event_time, Millis, TimeMode};
-pub use varset::{EmitReason, KeyColumns, RepeatPolicy, VarSet, VarSetAssembler};
+pub use varset::{KeyColumns, RepeatPolicy, VarSet, VarSetAssembler};
+pub use window::{WindowAccumulator, WindowAssembler};

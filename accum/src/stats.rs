@@ -21,6 +21,18 @@ pub struct AccumStats {
     pub partial: u64,
     /// Key generations currently held (not yet emitted).
     pub active_keys: u64,
+    /// Generations evicted to respect `max_keys` (emitted as partials,
+    /// reason `evicted`; also counted in `partial`).
+    pub evicted: u64,
+    /// Late fragments (older than the watermark minus the allowed lateness,
+    /// or of a closed window), sent to the dead-letter output.
+    pub late: u64,
+    /// Fragments of a completed key rejected by `after_complete = drop`,
+    /// sent to the dead-letter output.
+    pub dropped_after_complete: u64,
+    /// Generations expired by the TTL with `partial_flush` off, sent to the
+    /// dead-letter output instead of the output.
+    pub expired_dead_lettered: u64,
     /// Fragments that repeated a variable already present in their key
     /// generation (kept or overwritten according to the repeat policy).
     pub duplicate_fragments: u64,
@@ -120,6 +132,10 @@ impl AccumStats {
         self.complete += other.complete;
         self.partial += other.partial;
         self.active_keys += other.active_keys;
+        self.evicted += other.evicted;
+        self.late += other.late;
+        self.dropped_after_complete += other.dropped_after_complete;
+        self.expired_dead_lettered += other.expired_dead_lettered;
         self.duplicate_fragments += other.duplicate_fragments;
         self.unknown_var_fragments += other.unknown_var_fragments;
         self.null_key_fragments += other.null_key_fragments;

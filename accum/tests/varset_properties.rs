@@ -14,7 +14,7 @@ use arrow_array::{
     cast::AsArray, types::*, Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
 use common::batch_of;
-use garner_accum::{TimeMode, VarSet, VarSetAssembler};
+use garner_accum::{TimeMode, VarSet, VarSetAssembler, WithPolicies};
 use proptest::prelude::*;
 
 const VARS: [&str; 4] = ["w", "x", "y", "z"];

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampSecondArray, UInt64Array};
 use common::{batch_of, frags, lines, out, timed};
-use garner_accum::{TimeMode, VarSet, VarSetAssembler};
+use garner_accum::{TimeMode, VarSet, VarSetAssembler, WithPolicies};
 
 /// Keys needing `a` and `b`, event time from `ts`, TTL 100 ms.
 fn event_ttl() -> VarSet {

@@ -62,5 +62,7 @@ pub mod prelude {
         col, DataflowEngine, Engine, HybridEngine, Pipeline, PipelineGraph, Predicate, RayonEngine,
         RunOptions, RunReport, Stage, StealEngine, SyncEngine,
     };
-    pub use garner_accum::{RepeatPolicy, TimeMode, VarSet};
+    pub use garner_accum::{
+        AfterComplete, CountAccumulator, RepeatPolicy, TimeMode, VarSet, WindowAccumulator, WithPolicies,
+    };
 }

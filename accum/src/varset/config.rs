@@ -4,8 +4,12 @@ use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 
-use super::{assembler::VarSetAssembler, plan::Plan};
-use crate::{error::Result, time::TimeMode};
+use super::{plan::VarPlan, state::VarSetState, VarSetAssembler};
+use crate::{
+    error::Result,
+    keyed::{AccumulatorSpec, KeyedAccumulator, Policies, RunningAccumulator, WithPolicies},
+    time::TimeMode,
+};
 
 /// What to do when a variable arrives again within one key generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,31 +19,6 @@ pub enum RepeatPolicy {
     KeepFirst,
     /// Overwrite with the value that arrived last.
     KeepLast,
-}
-
-/// Why a row was emitted (the `acc_reason` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EmitReason {
-    /// Every required variable arrived.
-    Complete,
-    /// The TTL ([`VarSet::partial_flush_after`]) expired first.
-    Ttl,
-    /// The [`VarSet::max_latency`] expired first.
-    MaxLatency,
-    /// [`VarSetAssembler::finish`] flushed it.
-    EndOfInput,
-}
-
-impl EmitReason {
-    /// The value written to `acc_reason`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EmitReason::Complete => "complete",
-            EmitReason::Ttl => "ttl",
-            EmitReason::MaxLatency => "max_latency",
-            EmitReason::EndOfInput => "end_of_input",
-        }
-    }
 }
 
 /// Things that name the key column(s) of a [`VarSet`]: a column name, or a
@@ -140,8 +119,7 @@ pub struct VarSet {
     pub(crate) value_column: String,
     pub(crate) required: Vec<String>,
     pub(crate) time: TimeMode,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) max_latency: Option<Duration>,
+    pub(crate) policies: Policies,
     pub(crate) repeat: RepeatPolicy,
     pub(crate) spill_on_pressure: bool,
 }
@@ -157,8 +135,7 @@ impl VarSet {
             value_column: "value".to_owned(),
             required: Vec::new(),
             time: TimeMode::Processing,
-            ttl: None,
-            max_latency: None,
+            policies: Policies::default(),
             repeat: RepeatPolicy::KeepFirst,
             spill_on_pressure: false,
         }
@@ -190,20 +167,6 @@ impl VarSet {
     /// Processing time (the default) or event time from a column.
     pub fn time(mut self, mode: TimeMode) -> Self {
         self.time = mode;
-        self
-    }
-
-    /// TTL: a generation still incomplete `ttl` after its first fragment is
-    /// emitted as a partial (reason `ttl`).
-    pub fn partial_flush_after(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// Emit what is there once a generation has waited `d` since its first
-    /// fragment (reason `max_latency`, unless the TTL is not longer).
-    pub fn max_latency(mut self, d: Duration) -> Self {
-        self.max_latency = Some(d);
         self
     }
 
@@ -248,12 +211,12 @@ impl VarSet {
 
     /// The TTL, if set.
     pub fn ttl(&self) -> Option<Duration> {
-        self.ttl
+        self.policies.partial_flush_after
     }
 
     /// The maximum latency, if set.
     pub fn latency_bound(&self) -> Option<Duration> {
-        self.max_latency
+        self.policies.max_latency
     }
 
     /// The repeat policy.
@@ -275,22 +238,49 @@ impl VarSet {
     /// time columns, [`NoKeyColumns`](crate::Error::NoKeyColumns),
     /// [`NoRequiredVars`](crate::Error::NoRequiredVars),
     /// [`DuplicateRequiredVar`](crate::Error::DuplicateRequiredVar),
-    /// [`TooManyVars`](crate::Error::TooManyVars) and
-    /// [`DuplicateOutputColumn`](crate::Error::DuplicateOutputColumn).
+    /// [`TooManyVars`](crate::Error::TooManyVars),
+    /// [`DuplicateOutputColumn`](crate::Error::DuplicateOutputColumn) and
+    /// [`BadPolicy`](crate::Error::BadPolicy).
     pub fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
-        Ok(Plan::new(self, input)?.schema)
+        Ok(self.build(input)?.output_schema())
     }
 
     /// Validates the configuration against `input` (as
     /// [`output_schema`](Self::output_schema)) and builds an empty assembler.
     pub fn build(&self, input: &SchemaRef) -> Result<VarSetAssembler> {
-        VarSetAssembler::new(Plan::new(self, input)?)
+        let state = VarSetState::new(VarPlan::new(self, input)?);
+        KeyedAccumulator::new(state, &self.key, &self.time, self.policies.clone(), input)
+    }
+}
+
+impl AccumulatorSpec for VarSet {
+    fn kind(&self) -> &'static str {
+        "varset"
+    }
+    fn key_columns(&self) -> Vec<String> {
+        self.key.clone()
+    }
+    fn time_mode(&self) -> TimeMode {
+        self.time.clone()
+    }
+    fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>> {
+        Ok(Box::new(self.build(input)?))
+    }
+}
+
+impl WithPolicies for VarSet {
+    fn policies(&self) -> &Policies {
+        &self.policies
+    }
+    fn policies_mut(&mut self) -> &mut Policies {
+        &mut self.policies
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WithPolicies;
 
     #[test]
     fn key_columns_come_from_names_or_lists() {
@@ -319,10 +309,4 @@ mod tests {
         assert!(v.spills_on_pressure());
     }
 
-    #[test]
-    fn reasons_print_as_in_the_output() {
-        let all = [EmitReason::Complete, EmitReason::Ttl, EmitReason::MaxLatency, EmitReason::EndOfInput];
-        let names: Vec<_> = all.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names, ["complete", "ttl", "max_latency", "end_of_input"]);
-    }
 }

@@ -77,17 +77,17 @@
 //! | `acc_spilled` | `Boolean`, always `false` until spilling exists |
 //! | `acc_reason` | `Utf8`: `complete`, `ttl`, `max_latency` or `end_of_input` |
 
-mod arena;
-mod assembler;
 mod config;
-mod deadlines;
-mod hash;
-mod keys;
-mod output;
 mod plan;
 mod presence;
-mod values;
+mod state;
 mod vars;
 
-pub use assembler::VarSetAssembler;
-pub use config::{EmitReason, KeyColumns, RepeatPolicy, VarSet};
+pub(crate) use plan::value_column;
+
+pub use config::{KeyColumns, RepeatPolicy, VarSet};
+pub use state::{VarInput, VarSetState};
+
+/// The running VarSet assembler: a [`KeyedAccumulator`](crate::KeyedAccumulator)
+/// over the VarSet's state.
+pub type VarSetAssembler = crate::KeyedAccumulator<VarSetState>;

@@ -76,6 +76,14 @@ impl Presence {
         }
     }
 
+    /// Whether `var` is present in `slot`.
+    pub(crate) fn contains(&self, slot: u32, var: u32) -> bool {
+        match self {
+            Presence::Narrow { masks, .. } => masks[slot as usize] & (1u64 << var) != 0,
+            Presence::Wide { sets, .. } => sets[slot as usize].contains(var),
+        }
+    }
+
     /// How many variables are present in `slot`.
     pub(crate) fn count(&self, slot: u32) -> u32 {
         match self {

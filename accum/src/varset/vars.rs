@@ -14,7 +14,7 @@ use arrow_buffer::ArrowNativeType;
 use arrow_schema::DataType;
 use hashbrown::HashTable;
 
-use super::hash::hash_bytes;
+use crate::hash::hash_bytes;
 use crate::error::{Error, Result};
 
 /// The index of a variable that is null or not required.

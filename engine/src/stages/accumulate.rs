@@ -1,52 +1,98 @@
-//! The accumulator stage: adapts a `garner_accum` assembler to the stage
-//! contract. The assembler is a pure state machine; this adapter passes it
-//! batches and processing time and forwards what it emits.
+//! The accumulator stage: adapts a `garner_accum` keyed accumulator to the
+//! stage contract. The accumulator is a pure state machine; this adapter
+//! passes it batches and processing time and forwards what it emits.
 
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use garner_accum::{AccumStats, TimeMode, VarSet, VarSetAssembler};
+use garner_accum::{
+    AccumStats, AccumulatorSpec, CountAccumulator, RunningAccumulator, TimeMode, VarSet, WindowAccumulator,
+};
 use garner_columnar::Batch;
 
 use crate::{Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
 
-/// Runs a [`VarSet`] assembler as a pipeline stage. Built from a `VarSet`
-/// with `.into()`, which is what [`Pipeline::accumulate`](crate::Pipeline::accumulate) does.
+/// Runs a keyed accumulator ([`VarSet`], [`CountAccumulator`],
+/// [`WindowAccumulator`] or any [`AccumulatorSpec`]) as a pipeline stage.
+/// Built with `.into()` from those, which is what
+/// [`Pipeline::accumulate`](crate::Pipeline::accumulate) does, or with
+/// [`AccumulateStage::new`].
+///
+/// Rows the accumulator's policies send to the dead-letter output (late
+/// fragments, fragments after completion, TTL-expired partials with
+/// `partial_flush` off) are counted in the stage's `rows_dropped` and
+/// logged; they are not routed further yet.
 #[derive(Debug)]
 pub struct AccumulateStage {
-    spec: VarSet,
-    assembler: Option<VarSetAssembler>,
+    spec: Arc<dyn AccumulatorSpec>,
+    running: Option<Box<dyn RunningAccumulator>>,
+    dead_lettered: u64,
 }
 
 impl Clone for AccumulateStage {
     /// A clone is a fresh instance with the same configuration and no state.
     fn clone(&self) -> Self {
-        Self { spec: self.spec.clone(), assembler: None }
+        Self { spec: self.spec.clone(), running: None, dead_lettered: 0 }
+    }
+}
+
+impl AccumulateStage {
+    /// A stage running the accumulator `spec` describes.
+    pub fn new(spec: impl AccumulatorSpec + 'static) -> Self {
+        Self { spec: Arc::new(spec), running: None, dead_lettered: 0 }
+    }
+
+    fn running(&mut self, batch_schema: &SchemaRef) -> Result<&mut Box<dyn RunningAccumulator>> {
+        if self.running.is_none() {
+            self.running = Some(self.spec.build_dyn(batch_schema)?);
+        }
+        self.running.as_mut().ok_or_else(|| Error::Internal("accumulator missing".into()))
+    }
+
+    /// Forwards emitted rows and counts what went to the dead-letter output.
+    fn forward(&mut self, out: &mut Emitter, emitted: Option<RecordBatch>) {
+        if let Some(data) = emitted {
+            out.emit_data(data);
+        }
+        if let Some(running) = self.running.as_mut() {
+            let dead = running.take_dead_letters();
+            if !dead.is_empty() {
+                let rows = dead.rows() as u64;
+                if self.dead_lettered == 0 {
+                    tracing::warn!(
+                        accumulator = self.spec.kind(),
+                        rows,
+                        "accumulator policies rejected rows (late, after completion or expired); counted as dropped"
+                    );
+                }
+                self.dead_lettered += rows;
+            }
+        }
     }
 }
 
 impl From<VarSet> for AccumulateStage {
     fn from(spec: VarSet) -> Self {
-        Self { spec, assembler: None }
+        Self::new(spec)
     }
 }
 
-impl AccumulateStage {
-    fn assembler(&mut self, batch_schema: &SchemaRef) -> Result<&mut VarSetAssembler> {
-        if self.assembler.is_none() {
-            self.assembler = Some(self.spec.build(batch_schema)?);
-        }
-        self.assembler.as_mut().ok_or_else(|| Error::Internal("assembler missing".into()))
+impl From<CountAccumulator> for AccumulateStage {
+    fn from(spec: CountAccumulator) -> Self {
+        Self::new(spec)
     }
+}
 
-    fn forward(out: &mut Emitter, emitted: Option<arrow_array::RecordBatch>) {
-        if let Some(data) = emitted {
-            out.emit_data(data);
-        }
+impl From<WindowAccumulator> for AccumulateStage {
+    fn from(spec: WindowAccumulator) -> Self {
+        Self::new(spec)
     }
 }
 
 impl Stage for AccumulateStage {
     fn open(&mut self, ctx: &StageContext) -> Result<()> {
-        self.assembler = Some(self.spec.build(&ctx.input_schema)?);
+        self.running = Some(self.spec.build_dyn(&ctx.input_schema)?);
         Ok(())
     }
 
@@ -55,44 +101,45 @@ impl Stage for AccumulateStage {
     }
 
     fn key_columns(&self) -> Vec<String> {
-        self.spec.key_columns().to_vec()
+        self.spec.key_columns()
     }
 
     fn event_time_column(&self) -> Option<String> {
         match self.spec.time_mode() {
-            TimeMode::Event { column } => Some(column.clone()),
+            TimeMode::Event { column } => Some(column),
             TimeMode::Processing => None,
         }
     }
 
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
         let now = out.now();
-        let assembler = self.assembler(&batch.data.schema())?;
-        let emitted = assembler.push(&batch.data, now)?;
-        Self::forward(out, emitted);
+        let emitted = self.running(&batch.data.schema())?.push(&batch.data, now)?;
+        self.forward(out, emitted);
         if let Some(watermark) = batch.meta.watermark {
-            let emitted = assembler.observe_watermark(watermark)?;
-            Self::forward(out, emitted);
+            let emitted = self.running(&batch.data.schema())?.observe_watermark(watermark)?;
+            self.forward(out, emitted);
         }
         Ok(())
     }
 
     fn on_time(&mut self, now: Millis, out: &mut Emitter) -> Result<()> {
-        if let Some(a) = self.assembler.as_mut() {
-            Self::forward(out, a.advance(now)?);
+        if let Some(a) = self.running.as_mut() {
+            let emitted = a.advance(now)?;
+            self.forward(out, emitted);
         }
         Ok(())
     }
 
     fn finish(&mut self, out: &mut Emitter) -> Result<()> {
-        if let Some(a) = self.assembler.as_mut() {
-            Self::forward(out, a.finish()?);
+        if let Some(a) = self.running.as_mut() {
+            let emitted = a.finish()?;
+            self.forward(out, emitted);
         }
         Ok(())
     }
 
     fn pressure(&self) -> Pressure {
-        match &self.assembler {
+        match &self.running {
             Some(a) => Pressure {
                 latent_bytes: a.bytes_held(),
                 resident_keys: a.resident_keys() as u64,
@@ -103,6 +150,10 @@ impl Stage for AccumulateStage {
     }
 
     fn accum_stats(&self) -> Option<AccumStats> {
-        self.assembler.as_ref().map(|a| a.stats())
+        self.running.as_ref().map(|a| a.stats())
+    }
+
+    fn dropped_rows(&self) -> u64 {
+        self.dead_lettered
     }
 }

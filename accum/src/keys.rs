@@ -25,10 +25,10 @@ use arrow_row::{RowConverter, RowParser, Rows, SortField};
 use arrow_schema::DataType;
 use hashbrown::hash_table::{Entry, HashTable};
 
-use super::{
+use crate::{
     arena::{ByteArena, ValueRef},
     hash::{hash_bytes, hash_u64},
-    plan::KeyKind,
+    columns::KeyKind,
 };
 use crate::error::{Error, Result};
 

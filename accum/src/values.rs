@@ -28,7 +28,7 @@ use arrow_cast::cast;
 use arrow_data::ArrayData;
 use arrow_schema::{ArrowError, DataType};
 
-use super::arena::{ByteArena, ValueRef};
+use crate::arena::{ByteArena, ValueRef};
 use crate::error::{Error, Result};
 
 /// The byte layout of the value type (a dictionary unpacked).
@@ -189,6 +189,36 @@ impl BatchValues {
             }
         };
         Ok((values, column.logical_nulls()))
+    }
+}
+
+/// The value column of one batch with its nulls: one row's bytes, or
+/// `None` for a null, with one predictable `match` per row.
+pub(crate) struct ColumnValues {
+    values: BatchValues,
+    nulls: Option<NullBuffer>,
+}
+
+impl ColumnValues {
+    /// Reads `column` (of the validated input type) as `kind`.
+    pub(crate) fn new(column: &ArrayRef, kind: ValueKind, value_type: &DataType) -> Result<Self> {
+        let (values, nulls) = BatchValues::new(column, kind, value_type)?;
+        Ok(ColumnValues { values, nulls })
+    }
+
+    /// The bytes of `row`, or `None` when it is null.
+    #[inline(always)]
+    pub(crate) fn get(&self, row: usize) -> Option<&[u8]> {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+            return None;
+        }
+        Some(match &self.values {
+            BatchValues::Offsets32(v) => v.bytes(row),
+            BatchValues::Offsets64(v) => v.bytes(row),
+            BatchValues::Views(v) => v.bytes(row),
+            BatchValues::Fixed(v) => v.bytes(row),
+            BatchValues::Bool(v) => v.bytes(row),
+        })
     }
 }
 

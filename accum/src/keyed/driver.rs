@@ -1,0 +1,747 @@
+//! [`KeyedAccumulator`]: keys, generations, deadlines, policies and output
+//! around an [`Accumulator`].
+//!
+//! # One call, step by step
+//!
+//! 1. **Resolve.** The key (and time) columns are found by name and checked
+//!    against the types seen at build time; the accumulator binds its own
+//!    columns. Nothing is applied when this fails.
+//! 2. **Columnar pre-pass.** All keys are extracted and hashed at once
+//!    ([`KeyTable::load_batch`]); rows with a null key or not accepted by
+//!    the accumulator are counted and marked skipped; every other row's key
+//!    is interned to its slot, giving a `Vec<u32>` of slots.
+//! 3. **Row loop.** For each row, in order (generic over the accumulator
+//!    and the time source: no `dyn` call per row), the steps of the
+//!    [module docs](super#semantics).
+//! 4. **Output.** The staged rows are built into one batch (and the
+//!    dead-letter batch), the accumulator's staged state released, and slots
+//!    left without a generation freed.
+//!
+//! Per-slot driver state is struct-of-arrays: `arrival[slot]` (the open
+//! generation's number, or [`NO_GEN`]) and `first[slot]` always; `last`,
+//! `items`, `bytes`, the LRU links and the completed-key marks only when a
+//! policy needs them, so the common case touches two vectors per row.
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::{
+    lru::Lru,
+    policy::{AfterComplete, Policies},
+    rejects::{with_error_column, Rejection, Rejects},
+    staging::{build, StagedRow},
+    Accumulator, EmitReason, Generation, KeyView, WindowRule,
+};
+use crate::{
+    columns::{output_schema, KeyPlan},
+    deadlines::{Deadlines, Due},
+    error::{Error, Result},
+    keys::KeyTable,
+    stats::AccumStats,
+    time::{duration_millis, ConstTime, EventTimes, Millis, TimeMode, TimeSource},
+};
+
+/// `arrival[slot]` of a slot without an open generation.
+const NO_GEN: u64 = u64::MAX;
+
+/// The slot of a skipped row (null key or not accepted).
+const SKIP: u32 = u32::MAX;
+
+/// Rows the policies sent to the dead-letter output, taken with
+/// [`KeyedAccumulator::take_dead_letters`].
+#[derive(Debug, Default)]
+pub struct DeadLetters {
+    /// Rejected input fragments (late, or after their key completed): the
+    /// input columns plus `_error`.
+    pub fragments: Vec<RecordBatch>,
+    /// Generations expired by the TTL while `partial_flush` is off: the
+    /// output columns plus `_error`.
+    pub partials: Vec<RecordBatch>,
+}
+
+impl DeadLetters {
+    /// Rows held, of both kinds.
+    pub fn rows(&self) -> usize {
+        self.fragments.iter().chain(&self.partials).map(RecordBatch::num_rows).sum()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.fragments.is_empty() && self.partials.is_empty()
+    }
+}
+
+/// How a generation's deadline follows from its fragments.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// None: generations wait for completeness or the end of input.
+    Never,
+    /// `first + after`, closing with `reason` (TTL / max latency).
+    AfterFirst { after: Millis, reason: EmitReason },
+    /// The end of the tumbling window holding `first` (exclusive).
+    Tumbling { size: Millis },
+    /// `last + gap`.
+    Session { gap: Millis },
+}
+
+impl Rule {
+    fn reason(self) -> EmitReason {
+        match self {
+            Rule::AfterFirst { reason, .. } => reason,
+            _ => EmitReason::Complete,
+        }
+    }
+}
+
+/// Start of the tumbling window holding `t`.
+fn window_start(t: Millis, size: Millis) -> Millis {
+    t.div_euclid(size).saturating_mul(size)
+}
+
+/// A running keyed accumulator: feed it batches, get emitted rows back.
+/// Built by an accumulator builder ([`VarSet::build`](crate::VarSet::build),
+/// [`CountAccumulator::build`](crate::CountAccumulator::build), ...) or by
+/// [`KeyedAccumulator::new`] for your own [`Accumulator`]; see the
+/// [module docs](super) for the semantics.
+///
+/// It is single-threaded and deterministic: the same calls with the same
+/// arguments give the same output. It is `Send`, so an engine can move it to
+/// the thread that owns its shard.
+#[derive(Debug)]
+pub struct KeyedAccumulator<A: Accumulator> {
+    plan: KeyPlan,
+    schema: SchemaRef,
+    dead_schema: SchemaRef,
+    keys: KeyTable,
+    core: Core<A>,
+    slots: Vec<u32>,
+    rejects: Rejects,
+    dead: DeadLetters,
+    stats: AccumStats,
+}
+
+/// Per-slot state and everything the row loop mutates.
+#[derive(Debug)]
+struct Core<A: Accumulator> {
+    acc: A,
+    policies: Policies,
+    rule: Rule,
+    lateness: Option<Millis>,
+    arrival: Vec<u64>,
+    first: Vec<Millis>,
+    /// Latest fragment time, per slot (session windows only).
+    last: Vec<Millis>,
+    /// Fragments and bytes per generation (only with a policy that reads them).
+    items: Vec<u64>,
+    bytes: Vec<u64>,
+    track_sizes: bool,
+    lru: Option<Lru>,
+    /// Slots holding a completed generation's mark (`AfterComplete::Drop`).
+    done: Vec<bool>,
+    deadlines: Deadlines,
+    staged: Vec<StagedRow>,
+    /// Slots emptied during this call, freed once the output is built.
+    released: Vec<u32>,
+    watermark: Millis,
+    next_arrival: u64,
+    active: u64,
+    tombstones: u64,
+    evicted: u64,
+    late: u64,
+    dropped_after_complete: u64,
+    completeness: [u64; 11],
+    latency: crate::LatencyHistogram,
+}
+
+impl<A: Accumulator> KeyedAccumulator<A> {
+    /// Runs `acc` keyed by the `key` columns of `input`, with time from
+    /// `time` and the given policies. Validates the key and time columns
+    /// and the policies; errors name the column or the policy.
+    pub fn new(acc: A, key: &[String], time: &TimeMode, policies: Policies, input: &SchemaRef) -> Result<Self> {
+        let plan = KeyPlan::new(key, time, input)?;
+        let schema = output_schema(&plan.key_fields, &acc.fields())?;
+        let rule = match (acc.window(), policies.deadline()) {
+            (Some(_), Some(_)) => {
+                return Err(Error::BadPolicy {
+                    policy: "partial_flush_after / max_latency",
+                    reason: "a window accumulator's generations end with their window".into(),
+                })
+            }
+            (Some(_), None) if plan.time.is_none() => {
+                return Err(Error::BadPolicy { policy: "window", reason: "windows need event time".into() })
+            }
+            (Some(WindowRule::Tumbling { size }), None) if size > 0 => Rule::Tumbling { size },
+            (Some(WindowRule::Session { gap }), None) if gap >= 0 => Rule::Session { gap },
+            (Some(_), None) => {
+                return Err(Error::BadPolicy { policy: "window", reason: "the size must be positive".into() })
+            }
+            (None, Some((after, reason))) => Rule::AfterFirst { after, reason },
+            (None, None) => Rule::Never,
+        };
+        check_policies(&policies, plan.time.is_some())?;
+        if !matches!(rule, Rule::Never | Rule::AfterFirst { .. }) && policies.after_complete == AfterComplete::Drop {
+            return Err(Error::BadPolicy {
+                policy: "after_complete",
+                reason: "a window closes once; `drop` applies to accumulators that complete".into(),
+            });
+        }
+        let rejecting = policies.allowed_lateness.is_some()
+            || policies.after_complete == AfterComplete::Drop
+            || matches!(rule, Rule::Tumbling { .. });
+        if rejecting {
+            with_error_column(input)?;
+        }
+        let dead_schema = with_error_column(&schema)?;
+        let keys = KeyTable::new(&plan.key_kind)?;
+        Ok(KeyedAccumulator {
+            core: Core {
+                track_sizes: policies.max_items.is_some()
+                    || policies.max_bytes.is_some()
+                    || policies.complete_when.is_some(),
+                lru: policies.max_keys.map(|_| Lru::new()),
+                lateness: policies.allowed_lateness.map(duration_millis),
+                acc,
+                policies,
+                rule,
+                arrival: Vec::new(),
+                first: Vec::new(),
+                last: Vec::new(),
+                items: Vec::new(),
+                bytes: Vec::new(),
+                done: Vec::new(),
+                deadlines: Deadlines::default(),
+                staged: Vec::new(),
+                released: Vec::new(),
+                watermark: Millis::MIN,
+                next_arrival: 0,
+                active: 0,
+                tombstones: 0,
+                evicted: 0,
+                late: 0,
+                dropped_after_complete: 0,
+                completeness: [0; 11],
+                latency: Default::default(),
+            },
+            plan,
+            schema,
+            dead_schema,
+            keys,
+            slots: Vec::new(),
+            rejects: Rejects::default(),
+            dead: DeadLetters::default(),
+            stats: AccumStats::default(),
+        })
+    }
+
+    /// The schema of every batch this accumulator emits: key columns, the
+    /// accumulator's columns, `acc_completeness`, `acc_missing_vars`,
+    /// `acc_spilled`, `acc_reason`.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The accumulator being driven.
+    pub fn accumulator(&self) -> &A {
+        &self.core.acc
+    }
+
+    /// Applies a batch of fragments; returns the rows emitted because of it
+    /// (keys completed by it, keys whose deadline the watermark passed), or
+    /// `None` if none. `now` is the processing time (a `now` earlier than one
+    /// passed before counts as that one); it is ignored in event-time mode.
+    /// Rows the policies reject are kept for [`take_dead_letters`](Self::take_dead_letters).
+    pub fn push(&mut self, batch: &RecordBatch, now: Millis) -> Result<Option<RecordBatch>> {
+        let key_columns = self.plan.keys.iter().map(|k| k.resolve(batch)).collect::<Result<Vec<_>>>()?;
+        let times = match &self.plan.time {
+            Some(t) => Some(EventTimes::from_column(t.resolve(batch)?)?),
+            None => None,
+        };
+        let input = self.core.acc.bind(batch)?;
+        self.keys.load_batch(&key_columns)?;
+
+        let rows = batch.num_rows();
+        self.stats.fragments_in += rows as u64;
+        self.slots.clear();
+        for row in 0..rows {
+            let slot = if self.keys.is_null(row) {
+                self.stats.null_key_fragments += 1;
+                SKIP
+            } else if !self.core.acc.accepts(&input, row) {
+                self.stats.unknown_var_fragments += 1;
+                SKIP
+            } else {
+                self.keys.intern(row)?
+            };
+            self.slots.push(slot);
+        }
+        self.core.grow(self.keys.slot_count());
+
+        let result = match times {
+            Some(times) => self.core.apply_rows(&input, &self.slots, &times, &mut self.rejects),
+            // Processing time never runs backwards: an earlier `now` counts as the latest one.
+            None => {
+                let now = ConstTime(now.max(self.core.watermark));
+                self.core.apply_rows(&input, &self.slots, &now, &mut self.rejects)
+            }
+        };
+        drop(input);
+        let rejected = self.rejects.take(batch)?;
+        if let Some(r) = rejected {
+            self.dead.fragments.push(r);
+        }
+        result?;
+        self.emit()
+    }
+
+    /// Processing time moved on (engine timer): emits the generations whose
+    /// deadline is before `now`. In event-time mode this is a no-op
+    /// returning `None`.
+    pub fn advance(&mut self, now: Millis) -> Result<Option<RecordBatch>> {
+        if self.plan.time.is_some() {
+            return Ok(None);
+        }
+        self.core.watermark = self.core.watermark.max(now);
+        self.core.sweep_if_due();
+        self.emit()
+    }
+
+    /// Event time: the input as a whole (of which this accumulator may see
+    /// only a hash shard) has reached `watermark`; generations whose
+    /// deadline is before it are emitted. In processing mode a no-op.
+    pub fn observe_watermark(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
+        if self.plan.time.is_none() || watermark <= self.core.watermark {
+            return Ok(None);
+        }
+        self.core.watermark = watermark;
+        self.core.sweep_if_due();
+        self.emit()
+    }
+
+    /// End of input: every held generation is emitted (incomplete ones as
+    /// partials with reason `end_of_input`), in arrival order. Afterwards no
+    /// key is resident; the accumulator can take more input.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        let core = &mut self.core;
+        let mut open: Vec<(u64, u32)> = core
+            .arrival
+            .iter()
+            .enumerate()
+            .filter(|&(s, &a)| a != NO_GEN && !core.done.get(s).copied().unwrap_or(false))
+            .map(|(slot, &a)| (a, slot as u32))
+            .collect();
+        open.sort_unstable();
+        core.deadlines.clear();
+        for (_, slot) in open {
+            core.close(slot, EmitReason::EndOfInput, true, core.watermark);
+        }
+        let out = self.take_output()?;
+        self.keys.clear();
+        self.core.reset();
+        Ok(out)
+    }
+
+    /// Rows sent to the dead-letter output since the last call.
+    pub fn take_dead_letters(&mut self) -> DeadLetters {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Counters since the accumulator was built.
+    pub fn stats(&self) -> AccumStats {
+        let mut stats = AccumStats {
+            active_keys: self.core.active,
+            completeness: self.core.completeness,
+            latency: self.core.latency.clone(),
+            evicted: self.core.evicted,
+            bytes_held: self.bytes_held(),
+            ..self.stats.clone()
+        };
+        self.core.acc.add_stats(&mut stats);
+        stats
+    }
+
+    /// Approximate bytes held by the state (as in [`AccumStats::bytes_held`]),
+    /// without building the whole stats.
+    pub fn bytes_held(&self) -> u64 {
+        (self.keys.bytes_held() + self.core.bytes_held() + self.slots.capacity() * 4) as u64
+    }
+
+    /// Key generations currently held.
+    pub fn resident_keys(&self) -> usize {
+        self.core.active as usize
+    }
+
+    /// Step 4: builds the staged rows and frees emptied slots.
+    fn emit(&mut self) -> Result<Option<RecordBatch>> {
+        let out = self.take_output()?;
+        for slot in self.core.released.drain(..) {
+            if self.core.arrival[slot as usize] == NO_GEN && self.keys.in_use(slot) {
+                self.keys.free(slot)?;
+            }
+        }
+        self.keys.maybe_compact();
+        self.core.acc.maintain();
+        Ok(out)
+    }
+
+    /// Builds the staged rows into a batch, counts them and releases them.
+    fn take_output(&mut self) -> Result<Option<RecordBatch>> {
+        let core = &mut self.core;
+        self.stats.late = core.late;
+        self.stats.dropped_after_complete = core.dropped_after_complete;
+        if core.staged.is_empty() {
+            return Ok(None);
+        }
+        let built = build(&core.staged, &self.schema, &self.dead_schema, &self.keys, &mut core.acc)?;
+        for row in &core.staged {
+            match (row.reason, row.dead) {
+                (_, true) => self.stats.expired_dead_lettered += 1,
+                (EmitReason::Complete, _) => self.stats.complete += 1,
+                _ => self.stats.partial += 1,
+            }
+        }
+        core.staged.clear();
+        core.acc.release_staged();
+        if let Some(d) = built.dead {
+            self.dead.partials.push(d);
+        }
+        if let Some(rows) = &built.rows {
+            self.stats.rows_out += rows.num_rows() as u64;
+        }
+        Ok(built.rows)
+    }
+}
+
+/// Policy values that cannot work.
+fn check_policies(p: &Policies, event_time: bool) -> Result<()> {
+    let bad = |policy, reason: &str| Err(Error::BadPolicy { policy, reason: reason.to_owned() });
+    if p.max_items == Some(0) {
+        return bad("max_items", "must be at least 1");
+    }
+    if p.max_bytes == Some(0) {
+        return bad("max_bytes", "must be at least 1");
+    }
+    if p.max_keys == Some(0) {
+        return bad("max_keys", "must be at least 1");
+    }
+    if p.allowed_lateness.is_some() && !event_time {
+        return bad("allowed_lateness", "lateness needs event time (`time = \"event\"`)");
+    }
+    if p.partial_flush == Some(false) && p.partial_flush_after.is_none() {
+        return bad("partial_flush", "`partial_flush = false` needs a TTL (`partial_flush_after`)");
+    }
+    Ok(())
+}
+
+impl<A: Accumulator> Core<A> {
+    /// Makes room for `slots` slots.
+    fn grow(&mut self, slots: usize) {
+        if slots <= self.arrival.len() {
+            return;
+        }
+        self.arrival.resize(slots, NO_GEN);
+        self.first.resize(slots, Millis::MAX);
+        if matches!(self.rule, Rule::Session { .. }) {
+            self.last.resize(slots, Millis::MIN);
+        }
+        if self.track_sizes {
+            self.items.resize(slots, 0);
+            self.bytes.resize(slots, 0);
+        }
+        if let Some(lru) = &mut self.lru {
+            lru.grow(slots);
+        }
+        if self.policies.after_complete == AfterComplete::Drop {
+            self.done.resize(slots, false);
+        }
+        self.acc.reserve(slots);
+    }
+
+    /// The row loop (step 3 of the module docs).
+    fn apply_rows<T: TimeSource>(
+        &mut self,
+        input: &A::Input<'_>,
+        slots: &[u32],
+        times: &T,
+        rejects: &mut Rejects,
+    ) -> Result<()> {
+        for (row, &slot) in slots.iter().enumerate() {
+            if slot == SKIP {
+                // An ignored row still says how far event time has come.
+                if let Some(time) = times.time(row) {
+                    if time > self.watermark {
+                        self.watermark = time;
+                        self.sweep_if_due();
+                    }
+                }
+                continue;
+            }
+            let time = times.time(row).unwrap_or(self.watermark);
+            if self.is_late(time) {
+                self.late += 1;
+                rejects.push(row, Rejection::Late);
+                continue;
+            }
+            self.apply(slot, input, row, time, rejects)?;
+            if time > self.watermark {
+                self.watermark = time;
+            }
+            self.sweep_if_due();
+        }
+        Ok(())
+    }
+
+    /// Applies one fragment: `row` of `slot`'s key at `time`.
+    #[inline(always)]
+    fn apply(&mut self, slot: u32, input: &A::Input<'_>, row: usize, time: Millis, rejects: &mut Rejects) -> Result<()> {
+        let s = slot as usize;
+        if self.arrival[s] != NO_GEN {
+            if !self.done.is_empty() && self.done[s] {
+                if time <= self.deadline_of(s) {
+                    self.dropped_after_complete += 1;
+                    rejects.push(row, Rejection::AfterComplete);
+                    return Ok(());
+                }
+                // The completed key's mark has expired: a new generation opens.
+                self.done[s] = false;
+                self.tombstones -= 1;
+                self.arrival[s] = NO_GEN;
+                let (arrival, first, last, rule) = (&self.arrival, &self.first, &self.last, self.rule);
+                self.deadlines.forget_one(|d| is_live(d, rule, arrival, first, last));
+            }
+            if self.arrival[s] == NO_GEN {
+                // Opened below.
+            } else if let Rule::Tumbling { size } = self.rule {
+                let (open, this) = (window_start(self.first[s], size), window_start(time, size));
+                if this > open {
+                    self.close(slot, EmitReason::Complete, false, time);
+                } else if this < open {
+                    // Its window closed already (a later one is open).
+                    self.late += 1;
+                    rejects.push(row, Rejection::Late);
+                    return Ok(());
+                }
+            } else if time > self.deadline_of(s) {
+                self.close(slot, self.rule.reason(), false, time);
+            }
+        }
+        if self.arrival[s] == NO_GEN {
+            if let (Some(max), Some(lru)) = (self.policies.max_keys, &self.lru) {
+                if self.active >= max {
+                    if let Some(victim) = lru.oldest() {
+                        self.evicted += 1;
+                        self.close(victim, EmitReason::Evicted, false, time);
+                    }
+                }
+            }
+            self.open(slot, time);
+        }
+        let update = self.acc.update(slot, input, row)?;
+        if let Some(lru) = &mut self.lru {
+            lru.touch(slot);
+        }
+        if let Rule::Session { gap } = self.rule {
+            if time > self.last[s] {
+                let had_entry = self.last[s] != Millis::MIN;
+                self.last[s] = time;
+                if had_entry {
+                    let (arrival, first, last, rule) = (&self.arrival, &self.first, &self.last, self.rule);
+                    self.deadlines.forget_one(|d| is_live(d, rule, arrival, first, last));
+                }
+                let arrival = self.arrival[s];
+                self.deadlines.push(Due { deadline: time.saturating_add(gap), arrival, slot });
+            }
+        }
+        if update.complete {
+            self.close(slot, EmitReason::Complete, false, time);
+            return Ok(());
+        }
+        if self.track_sizes {
+            self.items[s] += 1;
+            self.bytes[s] += update.bytes;
+            let p = &self.policies;
+            let reason = if self.predicate_holds(slot) {
+                Some(EmitReason::Predicate)
+            } else if p.max_items.is_some_and(|m| self.items[s] >= m) {
+                Some(EmitReason::MaxItems)
+            } else if p.max_bytes.is_some_and(|m| self.bytes[s] >= m) {
+                Some(EmitReason::MaxBytes)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                self.close(slot, reason, false, time);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a fragment at `time` is late: older than the watermark minus
+    /// the allowed lateness, or (tumbling windows) of a window the watermark
+    /// closed already.
+    #[inline(always)]
+    fn is_late(&self, time: Millis) -> bool {
+        let horizon = self.watermark.saturating_sub(self.lateness.unwrap_or(0));
+        match self.rule {
+            Rule::Tumbling { size } => window_start(time, size).saturating_add(size - 1) < horizon,
+            _ => self.lateness.is_some() && time < horizon,
+        }
+    }
+
+    /// Whether the user predicate holds for `slot`'s generation.
+    fn predicate_holds(&self, slot: u32) -> bool {
+        let Some(p) = &self.policies.complete_when else { return false };
+        let s = slot as usize;
+        let has = |part: usize| self.acc.has_part(slot, part);
+        let view = KeyView {
+            fill: self.acc.fill(slot),
+            items: self.items[s],
+            bytes: self.bytes[s],
+            first: self.first[s],
+            names: self.acc.part_names(),
+            has: &has,
+        };
+        (p.0)(&view)
+    }
+
+    /// Opens a generation in `slot`, first fragment at `time`.
+    #[inline]
+    fn open(&mut self, slot: u32, time: Millis) {
+        let s = slot as usize;
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.arrival[s] = arrival;
+        self.active += 1;
+        self.first[s] = time;
+        match self.rule {
+            Rule::Never => {}
+            Rule::Session { .. } => self.last[s] = Millis::MIN,
+            _ => self.deadlines.push(Due { deadline: self.deadline_of(s), arrival, slot }),
+        }
+    }
+
+    /// When `slot`'s generation expires: a fragment later than this starts
+    /// a new one, a watermark past it closes it.
+    #[inline(always)]
+    fn deadline_of(&self, s: usize) -> Millis {
+        match self.rule {
+            Rule::Never => Millis::MAX,
+            Rule::AfterFirst { after, .. } => self.first[s].saturating_add(after),
+            Rule::Tumbling { size } => window_start(self.first[s], size)
+                .saturating_add(size - 1)
+                .saturating_add(self.lateness.unwrap_or(0)),
+            Rule::Session { gap } => self.last[s].max(self.first[s]).saturating_add(gap),
+        }
+    }
+
+    /// Closes `slot`'s generation: stages it and empties the slot.
+    /// `popped`: its deadline entry is already off the heap. `now`: the
+    /// time of the closing (the fragment, watermark or clock that did it).
+    fn close(&mut self, slot: u32, reason: EmitReason, popped: bool, now: Millis) {
+        let s = slot as usize;
+        let fill = self.acc.fill(slot);
+        let deadline = self.deadline_of(s);
+        let first = self.first[s];
+        let last = if self.last.is_empty() { first } else { self.last[s].max(first) };
+        self.acc.stage(slot, &Generation { first, last, reason });
+        let dead = reason == EmitReason::Ttl && !self.policies.flushes_partials();
+        self.staged.push(StagedRow { slot, arrival: self.arrival[s], deadline, fill, reason, dead });
+        self.latency.record(now.saturating_sub(first));
+        self.completeness[(fill.ratio() * 10.0) as usize] += 1;
+        if self.track_sizes {
+            self.items[s] = 0;
+            self.bytes[s] = 0;
+        }
+        if let Some(lru) = &mut self.lru {
+            lru.remove(slot);
+        }
+        self.active -= 1;
+        let keep_mark = reason == EmitReason::Complete && !self.done.is_empty();
+        if keep_mark {
+            // The completed key stays interned, marked, until its deadline
+            // (the heap entry stays live) or the end of input.
+            self.done[s] = true;
+            self.tombstones += 1;
+            return;
+        }
+        self.arrival[s] = NO_GEN;
+        self.released.push(slot);
+        if !popped && !matches!(self.rule, Rule::Never) {
+            let (arrival, rule) = (&self.arrival, self.rule);
+            let (first, last) = (&self.first, &self.last);
+            self.deadlines.forget_one(|d| is_live(d, rule, arrival, first, last));
+        }
+    }
+
+    /// Closes every generation whose deadline is before the watermark.
+    #[inline(always)]
+    fn sweep_if_due(&mut self) {
+        if self.deadlines.earliest().is_some_and(|d| d < self.watermark) {
+            self.sweep();
+        }
+    }
+
+    fn sweep(&mut self) {
+        let reason = self.rule.reason();
+        loop {
+            let (arrival, rule) = (&self.arrival, self.rule);
+            let (first, last) = (&self.first, &self.last);
+            let Some(due) = self.deadlines.pop_due(self.watermark, |d| is_live(d, rule, arrival, first, last))
+            else {
+                break;
+            };
+            let s = due.slot as usize;
+            if !self.done.is_empty() && self.done[s] {
+                // A completed key's mark expires with its deadline.
+                self.done[s] = false;
+                self.tombstones -= 1;
+                self.arrival[s] = NO_GEN;
+                self.released.push(due.slot);
+            } else {
+                self.close(due.slot, reason, true, self.watermark);
+            }
+        }
+    }
+
+    /// Drops every slot (after `finish`).
+    fn reset(&mut self) {
+        self.arrival.clear();
+        self.first.clear();
+        self.last.clear();
+        self.items.clear();
+        self.bytes.clear();
+        self.done.clear();
+        if let Some(lru) = &mut self.lru {
+            lru.clear();
+        }
+        self.deadlines.clear();
+        self.released.clear();
+        self.active = 0;
+        self.tombstones = 0;
+        self.acc.reset();
+    }
+
+    fn bytes_held(&self) -> usize {
+        (self.arrival.capacity() + self.first.capacity() + self.last.capacity()) * 8
+            + (self.items.capacity() + self.bytes.capacity()) * 8
+            + self.done.capacity()
+            + self.lru.as_ref().map_or(0, Lru::bytes_held)
+            + self.deadlines.bytes_held()
+            + self.staged.capacity() * std::mem::size_of::<StagedRow>()
+            + self.acc.bytes_held()
+    }
+}
+
+/// Whether a heap entry still stands for its slot's open generation (or a
+/// completed key's mark).
+fn is_live(d: &Due, rule: Rule, arrival: &[u64], first: &[Millis], last: &[Millis]) -> bool {
+    match rule {
+        Rule::Session { gap } => is_live_session(d, arrival[d.slot as usize], first, last, gap),
+        _ => arrival[d.slot as usize] == d.arrival,
+    }
+}
+
+/// A session entry is live only if it holds the generation's current deadline.
+fn is_live_session(d: &Due, arrival: u64, first: &[Millis], last: &[Millis], gap: Millis) -> bool {
+    let s = d.slot as usize;
+    arrival == d.arrival && last[s].max(first[s]).saturating_add(gap) == d.deadline
+}

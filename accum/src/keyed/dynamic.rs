@@ -1,0 +1,84 @@
+//! Object-safe views of accumulator configurations and running
+//! accumulators, so an engine stage can hold any of them: one virtual call
+//! per batch, never per row.
+
+use std::fmt::Debug;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::{Accumulator, DeadLetters, KeyedAccumulator};
+use crate::{error::Result, stats::AccumStats, time::Millis, TimeMode};
+
+/// A keyed accumulator's configuration: what an accumulate stage is built
+/// from. Implemented by [`VarSet`](crate::VarSet),
+/// [`CountAccumulator`](crate::CountAccumulator) and
+/// [`WindowAccumulator`](crate::WindowAccumulator); implement it for your
+/// own configuration to run your [`Accumulator`] in a pipeline.
+pub trait AccumulatorSpec: Send + Sync + Debug {
+    /// A short name for messages and graphs (`varset`, `count`, `window`).
+    fn kind(&self) -> &'static str;
+    /// The key column names.
+    fn key_columns(&self) -> Vec<String>;
+    /// Where fragment time comes from.
+    fn time_mode(&self) -> TimeMode;
+    /// Validates against `input` and returns the output schema.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        Ok(self.build_dyn(input)?.output_schema())
+    }
+    /// Validates against `input` and builds an empty running accumulator.
+    fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>>;
+}
+
+/// A running keyed accumulator behind a pointer: the calls of
+/// [`KeyedAccumulator`], object-safe.
+pub trait RunningAccumulator: Send + Debug {
+    /// See [`KeyedAccumulator::output_schema`].
+    fn output_schema(&self) -> SchemaRef;
+    /// See [`KeyedAccumulator::push`].
+    fn push(&mut self, batch: &RecordBatch, now: Millis) -> Result<Option<RecordBatch>>;
+    /// See [`KeyedAccumulator::advance`].
+    fn advance(&mut self, now: Millis) -> Result<Option<RecordBatch>>;
+    /// See [`KeyedAccumulator::observe_watermark`].
+    fn observe_watermark(&mut self, watermark: Millis) -> Result<Option<RecordBatch>>;
+    /// See [`KeyedAccumulator::finish`].
+    fn finish(&mut self) -> Result<Option<RecordBatch>>;
+    /// See [`KeyedAccumulator::take_dead_letters`].
+    fn take_dead_letters(&mut self) -> DeadLetters;
+    /// See [`KeyedAccumulator::stats`].
+    fn stats(&self) -> AccumStats;
+    /// See [`KeyedAccumulator::bytes_held`].
+    fn bytes_held(&self) -> u64;
+    /// See [`KeyedAccumulator::resident_keys`].
+    fn resident_keys(&self) -> usize;
+}
+
+impl<A: Accumulator> RunningAccumulator for KeyedAccumulator<A> {
+    fn output_schema(&self) -> SchemaRef {
+        KeyedAccumulator::output_schema(self)
+    }
+    fn push(&mut self, batch: &RecordBatch, now: Millis) -> Result<Option<RecordBatch>> {
+        KeyedAccumulator::push(self, batch, now)
+    }
+    fn advance(&mut self, now: Millis) -> Result<Option<RecordBatch>> {
+        KeyedAccumulator::advance(self, now)
+    }
+    fn observe_watermark(&mut self, watermark: Millis) -> Result<Option<RecordBatch>> {
+        KeyedAccumulator::observe_watermark(self, watermark)
+    }
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        KeyedAccumulator::finish(self)
+    }
+    fn take_dead_letters(&mut self) -> DeadLetters {
+        KeyedAccumulator::take_dead_letters(self)
+    }
+    fn stats(&self) -> AccumStats {
+        KeyedAccumulator::stats(self)
+    }
+    fn bytes_held(&self) -> u64 {
+        KeyedAccumulator::bytes_held(self)
+    }
+    fn resident_keys(&self) -> usize {
+        KeyedAccumulator::resident_keys(self)
+    }
+}
