@@ -184,8 +184,12 @@ impl Accumulator for CollectState {
 
     fn build(&mut self, order: &[usize], columns: &mut Vec<ArrayRef>) -> Result<()> {
         if let CollectMode::Window(_) = self.mode {
-            columns.push(Arc::new(Int64Array::from_iter_values(order.iter().map(|&i| self.staged_windows[i].0))));
-            columns.push(Arc::new(Int64Array::from_iter_values(order.iter().map(|&i| self.staged_windows[i].1))));
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|&i| self.staged_windows[i].0),
+            )));
+            columns.push(Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|&i| self.staged_windows[i].1),
+            )));
         }
         columns.push(Arc::new(UInt64Array::from_iter_values(order.iter().map(|&i| self.staged_counts[i]))));
         if let Some(c) = &self.collected {
@@ -193,9 +197,12 @@ impl Accumulator for CollectState {
             let mut offsets = Vec::with_capacity(order.len() + 1);
             offsets.push(0i32);
             for &i in order {
-                refs.extend_from_slice(&self.staged_items[self.staged_offsets[i]..self.staged_offsets[i + 1]]);
-                offsets.push(i32::try_from(refs.len()).map_err(|_| {
-                    Error::StateTooLarge { what: "one output batch's items", limit: i32::MAX as u64 }
+                refs.extend_from_slice(
+                    &self.staged_items[self.staged_offsets[i]..self.staged_offsets[i + 1]],
+                );
+                offsets.push(i32::try_from(refs.len()).map_err(|_| Error::StateTooLarge {
+                    what: "one output batch's items",
+                    limit: i32::MAX as u64,
                 })?);
             }
             let values = build_column(c.kind, &c.value_type, &self.arena, &refs)?;
@@ -229,7 +236,8 @@ impl Accumulator for CollectState {
             + self.counts.capacity() * 8
             + self.items.capacity() * std::mem::size_of::<Vec<ValueRef>>()
             + self.held_refs * 8
-            + (self.staged_counts.capacity() + self.staged_items.capacity() + self.staged_offsets.capacity()) * 8
+            + (self.staged_counts.capacity() + self.staged_items.capacity() + self.staged_offsets.capacity())
+                * 8
             + self.staged_windows.capacity() * 16
     }
 

@@ -25,12 +25,12 @@ use arrow_row::{RowConverter, RowParser, Rows, SortField};
 use arrow_schema::DataType;
 use hashbrown::hash_table::{Entry, HashTable};
 
+use crate::error::{Error, Result};
 use crate::{
     arena::{ByteArena, ValueRef},
-    hash::{hash_bytes, hash_u64},
     columns::KeyKind,
+    hash::{hash_bytes, hash_u64},
 };
-use crate::error::{Error, Result};
 
 /// Integer keys, widened to `u64`.
 #[derive(Debug)]

@@ -42,8 +42,9 @@ pub use columns::ACC_COLUMNS;
 pub use count::{CountAccumulator, CountAssembler};
 pub use error::{Error, Result};
 pub use keyed::{
-    Accumulator, AccumulatorSpec, AfterComplete, RunningAccumulator, DeadLetters, EmitReason, Fill, Generation, KeyView, KeyedAccumulator, Policies,
-    Predicate, Update, WindowRule, WithPolicies, ERROR_COLUMN,
+    Accumulator, AccumulatorSpec, AfterComplete, DeadLetters, EmitReason, Fill, Generation, KeyView,
+    KeyedAccumulator, Policies, Predicate, RunningAccumulator, Update, WindowRule, WithPolicies,
+    ERROR_COLUMN,
 };
 pub use stats::{AccumStats, LatencyHistogram};
 pub use time::{max_event_time, Millis, TimeMode};

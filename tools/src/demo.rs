@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use garner::accum::{TimeMode, VarSet};
+use garner::accum::{TimeMode, VarSet, WithPolicies};
 use garner::columnar::sink::ParquetSink;
 use garner::engine::exec::EngineKind;
 use garner::engine::{Pipeline, Progress, RunOptions};

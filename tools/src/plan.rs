@@ -5,17 +5,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use garner::accum::{RepeatPolicy, TimeMode, VarSet};
+use garner::accum::{
+    AfterComplete, CountAccumulator, RepeatPolicy, TimeMode, VarSet, WindowAccumulator, WithPolicies,
+};
 use garner::columnar::sink::create_sink;
 use garner::columnar::source::{CsvOptions, SourceOptions};
 use garner::columnar::{open_source_with, BatchSource};
-use garner::engine::stages::Branch;
+use garner::engine::stages::{AccumulateStage, Branch};
 use garner::engine::transforms::{Cast, DropNulls, Filter, Rename, Select};
 use garner::engine::{col, CmpOp, Literal, Pipeline, PipelineGraph, Predicate};
 
 use crate::spec::{
-    AccumulateSpec, Condition, OneOrMany, RepeatKind, Scalar, SourceSpec, Spec, StageSpec, TimeKind,
-    DEFAULT_TIME_COLUMN,
+    AccumulateSpec, AccumulatorKind, AfterCompleteKind, Condition, OneOrMany, RepeatKind, Scalar, SourceSpec,
+    Spec, StageSpec, TimeKind, WindowKind, DEFAULT_TIME_COLUMN,
 };
 
 /// Rows per batch for the sources that cut their own (Parquet, CSV, JSON
@@ -54,34 +56,73 @@ fn open_source(spec: &Spec, s: &SourceSpec) -> Result<Box<dyn BatchSource>> {
     Ok(open_source_with(s.format(), &spec.resolve(&s.path), &options)?)
 }
 
-fn varset(a: &AccumulateSpec) -> VarSet {
+/// The accumulator an accumulate stage runs, with its policies.
+fn accumulator(a: &AccumulateSpec) -> AccumulateStage {
     let key = match &a.key {
         OneOrMany::One(k) => vec![k.clone()],
         OneOrMany::Many(k) => k.clone(),
     };
-    let mut v = VarSet::keyed(key)
-        .var_column(a.var_column.clone().unwrap_or_else(|| "var".into()))
-        .value_column(a.value_column.clone().unwrap_or_else(|| "value".into()))
-        .require(a.require.iter().cloned());
-    v = match a.time_kind() {
-        TimeKind::Event => v.time(TimeMode::Event {
-            column: a.time_column.clone().unwrap_or_else(|| DEFAULT_TIME_COLUMN.into()),
-        }),
-        TimeKind::Processing => v.time(TimeMode::Processing),
+    let time = match a.time_kind() {
+        TimeKind::Event => {
+            TimeMode::Event { column: a.time_column.clone().unwrap_or_else(|| DEFAULT_TIME_COLUMN.into()) }
+        }
+        TimeKind::Processing => TimeMode::Processing,
     };
-    if let Some(d) = a.partial_flush_after {
-        v = v.partial_flush_after(d.0);
+    match a.accumulator.unwrap_or_default() {
+        AccumulatorKind::Varset => {
+            let mut v = VarSet::keyed(key)
+                .var_column(a.var_column.clone().unwrap_or_else(|| "var".into()))
+                .value_column(a.value_column.clone().unwrap_or_else(|| "value".into()))
+                .require(a.require.iter().cloned())
+                .time(time);
+            if let Some(r) = a.on_repeat {
+                v = v.on_repeat(match r {
+                    RepeatKind::KeepFirst => RepeatPolicy::KeepFirst,
+                    RepeatKind::KeepLast => RepeatPolicy::KeepLast,
+                });
+            }
+            policies(v.spill_on_pressure(a.spill.unwrap_or(false)), a).into()
+        }
+        AccumulatorKind::Count => {
+            // Checked by spec::parse: `every` is set.
+            let mut c = CountAccumulator::keyed(key).every(a.every.unwrap_or(1)).time(time);
+            if let Some(v) = &a.value_column {
+                c = c.value_column(v.clone());
+            }
+            policies(c, a).into()
+        }
+        AccumulatorKind::Window => {
+            let column = a.time_column.clone().unwrap_or_else(|| DEFAULT_TIME_COLUMN.into());
+            // Checked by spec::parse: tumbling windows have a size, sessions a gap.
+            let mut w = match a.window {
+                Some(WindowKind::Session) => {
+                    WindowAccumulator::session(key, column, a.gap.map(|d| d.0).unwrap_or_default())
+                }
+                _ => WindowAccumulator::tumbling(key, column, a.size.map(|d| d.0).unwrap_or_default()),
+            };
+            if let Some(v) = &a.value_column {
+                w = w.value_column(v.clone());
+            }
+            policies(w, a).into()
+        }
     }
-    if let Some(d) = a.max_latency {
-        v = v.max_latency(d.0);
-    }
-    if let Some(r) = a.on_repeat {
-        v = v.on_repeat(match r {
-            RepeatKind::KeepFirst => RepeatPolicy::KeepFirst,
-            RepeatKind::KeepLast => RepeatPolicy::KeepLast,
-        });
-    }
-    v.spill_on_pressure(a.spill.unwrap_or(false))
+}
+
+/// The spec's policy keys, on any accumulator builder.
+fn policies<P: WithPolicies>(mut p: P, a: &AccumulateSpec) -> P {
+    let policies = p.policies_mut();
+    policies.partial_flush_after = a.partial_flush_after.map(|d| d.0);
+    policies.max_latency = a.max_latency.map(|d| d.0);
+    policies.max_items = a.max_items;
+    policies.max_bytes = a.max_bytes.map(|b| b.0);
+    policies.partial_flush = a.partial_flush;
+    policies.max_keys = a.max_keys;
+    policies.allowed_lateness = a.allowed_lateness.map(|d| d.0);
+    policies.after_complete = match a.after_complete {
+        Some(AfterCompleteKind::Drop) => AfterComplete::Drop,
+        _ => AfterComplete::Restart,
+    };
+    p
 }
 
 /// `path` as the file system names it, so `out.csv` and `./out.csv` compare
@@ -145,7 +186,7 @@ pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
             StageSpec::Sink(s) => {
                 p.sink(&s.id, create_sink(s.format(), &spec.resolve(&s.path)).with_context(at_path)?)
             }
-            StageSpec::Accumulate(a) => p.accumulate(&a.id, varset(a)),
+            StageSpec::Accumulate(a) => p.accumulate(&a.id, accumulator(a)),
             StageSpec::Filter(f) => p.transform(&f.id, Filter::new(predicate(f.condition()))),
             StageSpec::DropNulls(c) => p.transform(&c.id, DropNulls::on(c.columns.iter().cloned())),
             StageSpec::Select(c) => p.transform(&c.id, Select::columns(c.columns.iter().cloned())),

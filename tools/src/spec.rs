@@ -125,16 +125,56 @@ pub(crate) struct AccumulateSpec {
     pub(crate) kind: String,
     pub(crate) inputs: Option<Vec<String>>,
     pub(crate) key: OneOrMany,
+    /// `varset` (the default), `count` or `window`.
+    pub(crate) accumulator: Option<AccumulatorKind>,
     pub(crate) var_column: Option<String>,
     pub(crate) value_column: Option<String>,
+    #[serde(default)]
     pub(crate) require: Vec<String>,
     /// Event or processing time; `time_column` alone implies event time.
     pub(crate) time: Option<TimeKind>,
     pub(crate) time_column: Option<String>,
     pub(crate) partial_flush_after: Option<Dur>,
     pub(crate) max_latency: Option<Dur>,
+    pub(crate) max_items: Option<u64>,
+    pub(crate) max_bytes: Option<ByteSize>,
+    pub(crate) partial_flush: Option<bool>,
+    pub(crate) after_complete: Option<AfterCompleteKind>,
+    pub(crate) max_keys: Option<u64>,
+    pub(crate) allowed_lateness: Option<Dur>,
+    /// Count accumulator: fragments per generation.
+    pub(crate) every: Option<u64>,
+    /// Window accumulator: `tumbling` or `session`.
+    pub(crate) window: Option<WindowKind>,
+    /// Tumbling window length.
+    pub(crate) size: Option<Dur>,
+    /// Session inactivity gap.
+    pub(crate) gap: Option<Dur>,
     pub(crate) on_repeat: Option<RepeatKind>,
     pub(crate) spill: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AccumulatorKind {
+    #[default]
+    Varset,
+    Count,
+    Window,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AfterCompleteKind {
+    Restart,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WindowKind {
+    Tumbling,
+    Session,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -412,6 +452,113 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Spec, SpecError> {
     Ok(spec)
 }
 
+/// Checks an accumulate stage: the keys its accumulator reads are there,
+/// the ones it would ignore are not, and the values can work.
+fn check_accumulate(path: &str, a: &AccumulateSpec) -> Result<(), SpecError> {
+    let kind = a.accumulator.unwrap_or_default();
+    let key = |k: &str| format!("{path}.{k}");
+    let not_for = |k: &str, what: &str| Err(err(key(k), format!("not used by {what}")));
+    if a.time_column.is_some() && a.time == Some(TimeKind::Processing) {
+        return Err(err(key("time_column"), "only used with time = \"event\""));
+    }
+    match kind {
+        AccumulatorKind::Varset => {
+            if a.require.is_empty() {
+                return Err(err(key("require"), "name at least one variable"));
+            }
+            for (k, set) in [
+                ("every", a.every.is_some()),
+                ("window", a.window.is_some()),
+                ("size", a.size.is_some()),
+                ("gap", a.gap.is_some()),
+            ] {
+                if set {
+                    return not_for(k, "accumulator = \"varset\"");
+                }
+            }
+        }
+        AccumulatorKind::Count => {
+            match a.every {
+                None => {
+                    return Err(err(
+                        key("every"),
+                        "missing: a count accumulator emits every N fragments per key",
+                    ))
+                }
+                Some(0) => return Err(err(key("every"), "must be at least 1")),
+                Some(_) => {}
+            }
+            for (k, set) in [
+                ("require", !a.require.is_empty()),
+                ("var_column", a.var_column.is_some()),
+                ("on_repeat", a.on_repeat.is_some()),
+                ("window", a.window.is_some()),
+                ("size", a.size.is_some()),
+                ("gap", a.gap.is_some()),
+            ] {
+                if set {
+                    return not_for(k, "accumulator = \"count\"");
+                }
+            }
+        }
+        AccumulatorKind::Window => {
+            if a.time == Some(TimeKind::Processing) {
+                return Err(err(key("time"), "windows need event time: time = \"event\""));
+            }
+            match (a.window, a.size, a.gap) {
+                (None, ..) => return Err(err(key("window"), "missing: \"tumbling\" or \"session\"")),
+                (Some(WindowKind::Tumbling), None, _) => {
+                    return Err(err(key("size"), "missing: the tumbling window's length, e.g. \"1m\""))
+                }
+                (Some(WindowKind::Tumbling), _, Some(_)) => {
+                    return not_for("gap", "tumbling windows (use size)")
+                }
+                (Some(WindowKind::Session), _, None) => {
+                    return Err(err(key("gap"), "missing: the session's inactivity gap, e.g. \"30s\""))
+                }
+                (Some(WindowKind::Session), Some(_), _) => {
+                    return not_for("size", "session windows (use gap)")
+                }
+                _ => {}
+            }
+            if a.size.is_some_and(|d| d.0.is_zero()) {
+                return Err(err(key("size"), "must be longer than 0"));
+            }
+            for (k, set) in [
+                ("require", !a.require.is_empty()),
+                ("var_column", a.var_column.is_some()),
+                ("on_repeat", a.on_repeat.is_some()),
+                ("every", a.every.is_some()),
+                ("partial_flush_after", a.partial_flush_after.is_some()),
+                ("max_latency", a.max_latency.is_some()),
+                ("partial_flush", a.partial_flush.is_some()),
+                ("after_complete", a.after_complete.is_some()),
+            ] {
+                if set {
+                    return not_for(k, "accumulator = \"window\" (windows end with their window)");
+                }
+            }
+        }
+    }
+    for (k, v) in
+        [("max_items", a.max_items), ("max_keys", a.max_keys), ("max_bytes", a.max_bytes.map(|b| b.0))]
+    {
+        if v == Some(0) {
+            return Err(err(key(k), "must be at least 1"));
+        }
+    }
+    if a.allowed_lateness.is_some() && a.time_kind() != TimeKind::Event && kind != AccumulatorKind::Window {
+        return Err(err(key("allowed_lateness"), "lateness needs event time: time = \"event\""));
+    }
+    if a.partial_flush == Some(false) && a.partial_flush_after.is_none() {
+        return Err(err(
+            key("partial_flush"),
+            "partial_flush = false needs partial_flush_after (the TTL that expires keys)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_format(path: &str, format: Option<&str>, file: &Path) -> Result<Format, SpecError> {
     match format {
         Some(f) => f.parse::<Format>().map_err(|e| err(format!("{path}.format"), e.to_string())),
@@ -455,14 +602,7 @@ fn check_stage(path: &str, stage: &mut StageSpec) -> Result<(), SpecError> {
         StageSpec::Sink(s) => {
             s.checked_format = Some(check_format(path, s.format.as_deref(), &s.path)?);
         }
-        StageSpec::Accumulate(a) => {
-            if a.require.is_empty() {
-                return Err(err(format!("{path}.require"), "name at least one variable"));
-            }
-            if a.time_column.is_some() && a.time == Some(TimeKind::Processing) {
-                return Err(err(format!("{path}.time_column"), "only used with time = \"event\""));
-            }
-        }
+        StageSpec::Accumulate(a) => check_accumulate(path, a)?,
         StageSpec::Filter(f) => f.condition().check(path)?,
         StageSpec::Branch(b) => {
             if b.routes.is_empty() {

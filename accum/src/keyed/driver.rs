@@ -157,7 +157,13 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// Runs `acc` keyed by the `key` columns of `input`, with time from
     /// `time` and the given policies. Validates the key and time columns
     /// and the policies; errors name the column or the policy.
-    pub fn new(acc: A, key: &[String], time: &TimeMode, policies: Policies, input: &SchemaRef) -> Result<Self> {
+    pub fn new(
+        acc: A,
+        key: &[String],
+        time: &TimeMode,
+        policies: Policies,
+        input: &SchemaRef,
+    ) -> Result<Self> {
         let plan = KeyPlan::new(key, time, input)?;
         let schema = output_schema(&plan.key_fields, &acc.fields())?;
         let rule = match (acc.window(), policies.deadline()) {
@@ -179,7 +185,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             (None, None) => Rule::Never,
         };
         check_policies(&policies, plan.time.is_some())?;
-        if !matches!(rule, Rule::Never | Rule::AfterFirst { .. }) && policies.after_complete == AfterComplete::Drop {
+        if !matches!(rule, Rule::Never | Rule::AfterFirst { .. })
+            && policies.after_complete == AfterComplete::Drop
+        {
             return Err(Error::BadPolicy {
                 policy: "after_complete",
                 reason: "a window closes once; `drop` applies to accumulators that complete".into(),
@@ -492,7 +500,14 @@ impl<A: Accumulator> Core<A> {
 
     /// Applies one fragment: `row` of `slot`'s key at `time`.
     #[inline(always)]
-    fn apply(&mut self, slot: u32, input: &A::Input<'_>, row: usize, time: Millis, rejects: &mut Rejects) -> Result<()> {
+    fn apply(
+        &mut self,
+        slot: u32,
+        input: &A::Input<'_>,
+        row: usize,
+        time: Millis,
+        rejects: &mut Rejects,
+    ) -> Result<()> {
         let s = slot as usize;
         if self.arrival[s] != NO_GEN {
             if !self.done.is_empty() && self.done[s] {
@@ -685,7 +700,8 @@ impl<A: Accumulator> Core<A> {
         loop {
             let (arrival, rule) = (&self.arrival, self.rule);
             let (first, last) = (&self.first, &self.last);
-            let Some(due) = self.deadlines.pop_due(self.watermark, |d| is_live(d, rule, arrival, first, last))
+            let Some(due) =
+                self.deadlines.pop_due(self.watermark, |d| is_live(d, rule, arrival, first, last))
             else {
                 break;
             };

@@ -32,7 +32,7 @@ pub trait AccumulatorSpec: Send + Sync + Debug {
 
 /// A running keyed accumulator behind a pointer: the calls of
 /// [`KeyedAccumulator`], object-safe.
-pub trait RunningAccumulator: Send + Debug {
+pub trait RunningAccumulator: Send + Sync + Debug {
     /// See [`KeyedAccumulator::output_schema`].
     fn output_schema(&self) -> SchemaRef;
     /// See [`KeyedAccumulator::push`].

@@ -245,7 +245,7 @@ pub enum WindowRule {
 /// which moves it into the accumulator's staging area; the staged rows of a
 /// call are built at once by [`build`](Self::build) and dropped by
 /// [`release_staged`](Self::release_staged).
-pub trait Accumulator: Send + std::fmt::Debug {
+pub trait Accumulator: Send + Sync + std::fmt::Debug {
     /// The columns of one batch, resolved once per batch by
     /// [`bind`](Self::bind).
     type Input<'a>;

@@ -57,8 +57,7 @@ impl Rejects {
             .map_err(Error::arrow("copying dead-lettered fragments"))?;
         columns.push(Arc::new(StringArray::from_iter_values(self.why.drain(..).map(Rejection::message))));
         let out = with_error_column(batch.schema_ref())?;
-        RecordBatch::try_new(out, columns).map_err(Error::arrow("building the dead-letter batch"))
-            .map(Some)
+        RecordBatch::try_new(out, columns).map_err(Error::arrow("building the dead-letter batch")).map(Some)
     }
 }
 

@@ -64,11 +64,8 @@ pub(crate) fn build<A: Accumulator>(
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_unstable_by_key(|&i| rows[i].order_key(i));
     let dead = rows.iter().filter(|r| r.dead).count();
-    let (live, dead_order): (Vec<usize>, Vec<usize>) = if dead == 0 {
-        (order, Vec::new())
-    } else {
-        order.into_iter().partition(|&i| !rows[i].dead)
-    };
+    let (live, dead_order): (Vec<usize>, Vec<usize>) =
+        if dead == 0 { (order, Vec::new()) } else { order.into_iter().partition(|&i| !rows[i].dead) };
     let built = |order: &[usize], acc: &mut A| -> Result<Vec<ArrayRef>> {
         let slots: Vec<u32> = order.iter().map(|&i| rows[i].slot).collect();
         let mut columns = keys.key_columns(&slots)?;
@@ -83,7 +80,10 @@ pub(crate) fn build<A: Accumulator>(
         None
     } else {
         let columns = built(&live, acc)?;
-        Some(RecordBatch::try_new(schema.clone(), columns).map_err(Error::arrow("assembling the output batch"))?)
+        Some(
+            RecordBatch::try_new(schema.clone(), columns)
+                .map_err(Error::arrow("assembling the output batch"))?,
+        )
     };
     let dead = if dead_order.is_empty() {
         None
@@ -114,8 +114,9 @@ fn missing_vars<A: Accumulator>(rows: &[StagedRow], order: &[usize], acc: &A) ->
             });
         }
         offsets.push(
-            i32::try_from(count)
-                .map_err(|_| Error::Internal("more than i32::MAX missing variable names in one batch".into()))?,
+            i32::try_from(count).map_err(|_| {
+                Error::Internal("more than i32::MAX missing variable names in one batch".into())
+            })?,
         );
     }
     let list = ListArray::try_new(

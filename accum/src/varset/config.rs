@@ -308,5 +308,4 @@ mod tests {
         assert_eq!(v.latency_bound(), Some(Duration::from_millis(5)));
         assert!(v.spills_on_pressure());
     }
-
 }

@@ -158,7 +158,12 @@ impl Accumulator for VarSetState {
         for var in 0..n {
             self.column.clear();
             self.column.extend(order.iter().map(|&i| self.staged[i * n + var]));
-            columns.push(build_column(self.plan.value_kind, &self.plan.value_type, &self.arena, &self.column)?);
+            columns.push(build_column(
+                self.plan.value_kind,
+                &self.plan.value_type,
+                &self.arena,
+                &self.column,
+            )?);
         }
         Ok(())
     }

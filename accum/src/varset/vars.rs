@@ -14,8 +14,8 @@ use arrow_buffer::ArrowNativeType;
 use arrow_schema::DataType;
 use hashbrown::HashTable;
 
-use crate::hash::hash_bytes;
 use crate::error::{Error, Result};
+use crate::hash::hash_bytes;
 
 /// The index of a variable that is null or not required.
 pub(crate) const UNKNOWN_VAR: u32 = u32::MAX;
