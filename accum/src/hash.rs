@@ -1,10 +1,10 @@
 //! Hash functions for interning keys and variable names.
 //!
-//! The hashes only feed `hashbrown::HashTable`s owned by one assembler, so they
-//! need to be fast and to spread bits over both ends of the word (hashbrown
-//! takes the bucket from the low bits and a 7-bit tag from the high bits), not
-//! to be stable or keyed. Both use the folded 64×64→128-bit multiply of
-//! foldhash / wyhash: one multiply mixes every input bit into both halves.
+//! The hashes only feed tables owned by one accumulator (the key
+//! [`SlotTable`](crate::slot_table) and the variable lookup's
+//! `hashbrown::HashTable`), so they need to be fast and to spread bits over
+//! the whole word, not to be stable or keyed. Byte strings use the folded
+//! 64×64→128-bit multiply of foldhash / wyhash; integers a bijective mixer.
 //! Key flooding is not a concern here: the keys come from the pipeline's own
 //! data and a collision only costs probe time.
 
@@ -18,10 +18,18 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
-/// Hash of an integer key (already widened to `u64`).
+/// Hash of an integer key (already widened to `u64`): the murmur3 / splitmix
+/// finalizer, a *bijection* on `u64` (each xor-shift and each odd multiply is
+/// invertible), so two keys have equal hashes only if they are equal and the
+/// key table never needs to compare the keys themselves.
 #[inline(always)]
 pub(crate) fn hash_u64(value: u64) -> u64 {
-    folded_multiply(value ^ SEED, MUL_A)
+    let mut k = value ^ SEED;
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
 }
 
 /// Hash of a byte string (an encoded key row or a variable name).

@@ -7,10 +7,11 @@
 //!    rows. Dictionary columns are unpacked first. All keys are hashed into
 //!    a `Vec<u64>` in the same pass, and the key columns' nulls are merged.
 //! 2. [`KeyTable::intern`] maps one row's key to its slot through a
-//!    `hashbrown::HashTable<u32>` holding slot ids: the hash is the
-//!    precomputed one, equality compares with the slot's stored key (the
-//!    `u64`, or the row bytes in a [`ByteArena`]). A new key takes a slot from
-//!    the free list, or a new one.
+//!    [`SlotTable`] of `(hash, slot)` entries, prefetching the bucket of the
+//!    row [`AHEAD`] rows later so the table's cache misses overlap. Integer
+//!    hashes are bijective, so an integer key is found by its hash alone;
+//!    other keys compare their row bytes (in a [`ByteArena`]) when the
+//!    hashes match. A new key takes a slot from the free list, or a new one.
 //! 3. [`KeyTable::free`] removes a slot's key from the table and puts the slot
 //!    on the free list; string key bytes become arena garbage, reclaimed by
 //!    [`KeyTable::maybe_compact`].
@@ -23,14 +24,17 @@ use arrow_buffer::NullBuffer;
 use arrow_cast::cast;
 use arrow_row::{RowConverter, RowParser, Rows, SortField};
 use arrow_schema::DataType;
-use hashbrown::hash_table::{Entry, HashTable};
 
-use crate::error::{Error, Result};
 use crate::{
     arena::{ByteArena, ValueRef},
     columns::KeyKind,
+    error::{Error, Result},
     hash::{hash_bytes, hash_u64},
+    slot_table::SlotTable,
 };
+
+/// How many rows ahead [`KeyTable::intern`] prefetches a bucket.
+pub(crate) const AHEAD: usize = 16;
 
 /// Integer keys, widened to `u64`.
 #[derive(Debug)]
@@ -60,7 +64,7 @@ enum KeyStore {
 /// The key → slot table and the keys of the current batch.
 #[derive(Debug)]
 pub(crate) struct KeyTable {
-    table: HashTable<u32>,
+    table: SlotTable,
     slot_hashes: Vec<u64>,
     in_use: Vec<bool>,
     free: Vec<u32>,
@@ -93,7 +97,7 @@ impl KeyTable {
             }
         };
         Ok(KeyTable {
-            table: HashTable::new(),
+            table: SlotTable::new(),
             slot_hashes: Vec::new(),
             in_use: Vec::new(),
             free: Vec::new(),
@@ -138,49 +142,70 @@ impl KeyTable {
     }
 
     /// The slot of the key of `row` (of the loaded batch), allocated if new.
+    /// Call it for rows in increasing order: it prefetches ahead.
     #[inline]
     pub(crate) fn intern(&mut self, row: usize) -> Result<u32> {
+        if let Some(&ahead) = self.batch_hashes.get(row + AHEAD) {
+            self.table.prefetch(ahead);
+        }
         let hash = self.batch_hashes[row];
         let KeyTable { table, slot_hashes, in_use, free, store, .. } = self;
-        let hasher = |&s: &u32| slot_hashes[s as usize];
         match store {
             KeyStore::Int(k) => {
                 let key = k.batch[row];
                 let slot_keys = &mut k.slot_keys;
-                match table.entry(hash, |&s| slot_keys[s as usize] == key, hasher) {
-                    Entry::Occupied(e) => Ok(*e.get()),
-                    Entry::Vacant(e) => {
+                // The hash is bijective: equal hashes are equal keys.
+                table.find_or_insert(
+                    hash,
+                    |_| true,
+                    || {
                         let slot = alloc(slot_hashes, in_use, free, hash)?;
                         set(slot_keys, slot, key, 0);
-                        e.insert(slot);
                         Ok(slot)
-                    }
-                }
+                    },
+                )
             }
             KeyStore::Rows(k) => {
                 let bytes = k.batch.row(row).data();
                 let (arena, slot_keys) = (&mut k.arena, &mut k.slot_keys);
-                match table.entry(hash, |&s| arena.get(slot_keys[s as usize]) == bytes, hasher) {
-                    Entry::Occupied(e) => Ok(*e.get()),
-                    Entry::Vacant(e) => {
-                        let r = match arena.try_push(bytes) {
-                            Some(r) => r,
-                            None => {
-                                arena.compact(slot_keys.iter_mut());
-                                arena.try_push(bytes).ok_or(Error::StateTooLarge {
-                                    what: "the key arena",
-                                    limit: u64::from(u32::MAX),
-                                })?
-                            }
-                        };
-                        let slot = alloc(slot_hashes, in_use, free, hash)?;
-                        set(slot_keys, slot, r, ValueRef::ABSENT);
-                        e.insert(slot);
-                        Ok(slot)
-                    }
+                let eq = |s: u32| arena.get(slot_keys[s as usize]) == bytes;
+                // `eq` borrows the arena; a new key is stored after the probe.
+                let mut inserted = false;
+                let slot = table.find_or_insert(hash, eq, || {
+                    inserted = true;
+                    alloc(slot_hashes, in_use, free, hash)
+                })?;
+                if inserted {
+                    let r = match arena.try_push(bytes) {
+                        Some(r) => r,
+                        None => {
+                            arena.compact(slot_keys.iter_mut());
+                            arena.try_push(bytes).ok_or(Error::StateTooLarge {
+                                what: "the key arena",
+                                limit: u64::from(u32::MAX),
+                            })?
+                        }
+                    };
+                    set(slot_keys, slot, r, ValueRef::ABSENT);
                 }
+                Ok(slot)
             }
         }
+    }
+
+    /// Removes the keys of `slots` (each in use, each once); the slots will
+    /// be reused. Prefetches the table ahead like [`intern`](Self::intern).
+    pub(crate) fn free_all(&mut self, slots: &[u32]) -> Result<()> {
+        for (i, &slot) in slots.iter().enumerate() {
+            if let Some(&ahead) = slots.get(i + AHEAD) {
+                self.table.prefetch(self.slot_hashes[ahead as usize]);
+            }
+            if let Some(&further) = slots.get(i + 2 * AHEAD) {
+                crate::prefetch::prefetch(&self.slot_hashes, further as usize);
+            }
+            self.free(slot)?;
+        }
+        Ok(())
     }
 
     /// Removes `slot`'s key; the slot will be reused.
@@ -189,12 +214,7 @@ impl KeyTable {
         if !self.in_use[s] {
             return Err(Error::Internal(format!("freeing key slot {slot} twice")));
         }
-        match self.table.find_entry(self.slot_hashes[s], |&x| x == slot) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => return Err(Error::Internal(format!("key slot {slot} is not in the key table"))),
-        }
+        self.table.remove(self.slot_hashes[s], slot)?;
         self.in_use[s] = false;
         self.free.push(slot);
         if let KeyStore::Rows(k) = &mut self.store {
@@ -267,7 +287,7 @@ impl KeyTable {
                 k.slot_keys.capacity() * 8 + k.arena.capacity_bytes() + k.batch.size() + k.converter.size()
             }
         };
-        self.table.allocation_size() + per_slot + store + self.batch_hashes.capacity() * 8
+        self.table.bytes_held() + per_slot + store + self.batch_hashes.capacity() * 8
     }
 }
 

@@ -31,6 +31,8 @@ mod error;
 mod hash;
 pub mod keyed;
 mod keys;
+mod prefetch;
+mod slot_table;
 mod stats;
 mod time;
 mod values;

@@ -36,7 +36,8 @@ use crate::{
     columns::{output_schema, KeyPlan},
     deadlines::{Deadlines, Due},
     error::{Error, Result},
-    keys::KeyTable,
+    keys::{KeyTable, AHEAD},
+    prefetch::prefetch,
     stats::AccumStats,
     time::{duration_millis, ConstTime, EventTimes, Millis, TimeMode, TimeSource},
 };
@@ -381,11 +382,13 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// Step 4: builds the staged rows and frees emptied slots.
     fn emit(&mut self) -> Result<Option<RecordBatch>> {
         let out = self.take_output()?;
-        for slot in self.core.released.drain(..) {
-            if self.core.arrival[slot as usize] == NO_GEN && self.keys.in_use(slot) {
-                self.keys.free(slot)?;
-            }
-        }
+        let (arrival, keys) = (&self.core.arrival, &self.keys);
+        // A slot may be listed twice, or reopened since: free each empty one once.
+        self.core.released.retain(|&s| arrival[s as usize] == NO_GEN && keys.in_use(s));
+        self.core.released.sort_unstable();
+        self.core.released.dedup();
+        self.keys.free_all(&self.core.released)?;
+        self.core.released.clear();
         self.keys.maybe_compact();
         self.core.acc.maintain();
         Ok(out)
@@ -473,6 +476,9 @@ impl<A: Accumulator> Core<A> {
         rejects: &mut Rejects,
     ) -> Result<()> {
         for (row, &slot) in slots.iter().enumerate() {
+            if let Some(&ahead) = slots.get(row + AHEAD) {
+                self.prefetch(ahead);
+            }
             if slot == SKIP {
                 // An ignored row still says how far event time has come.
                 if let Some(time) = times.time(row) {
@@ -588,6 +594,16 @@ impl<A: Accumulator> Core<A> {
             }
         }
         Ok(())
+    }
+
+    /// Hints that `slot`'s state will be touched soon.
+    #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        if slot != SKIP {
+            prefetch(&self.arrival, slot as usize);
+            prefetch(&self.first, slot as usize);
+            self.acc.prefetch(slot);
+        }
     }
 
     /// Whether a fragment at `time` is late: older than the watermark minus

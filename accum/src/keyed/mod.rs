@@ -268,6 +268,12 @@ pub trait Accumulator: Send + Sync + std::fmt::Debug {
     /// Makes room for slots `0..slots` (new slots are empty).
     fn reserve(&mut self, slots: usize);
 
+    /// Hints that `slot`'s state will be updated soon (called some rows
+    /// ahead of [`update`](Self::update), so cache misses overlap). Default:
+    /// nothing.
+    #[inline(always)]
+    fn prefetch(&self, _slot: u32) {}
+
     /// Folds fragment `row` into `slot`'s open generation.
     fn update(&mut self, slot: u32, input: &Self::Input<'_>, row: usize) -> Result<Update>;
 

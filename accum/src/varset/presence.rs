@@ -76,6 +76,14 @@ impl Presence {
         }
     }
 
+    /// Hints that `slot`'s set will be read soon.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, slot: u32) {
+        if let Presence::Narrow { masks, .. } = self {
+            crate::prefetch::prefetch(masks, slot as usize);
+        }
+    }
+
     /// Whether `var` is present in `slot`.
     pub(crate) fn contains(&self, slot: u32, var: u32) -> bool {
         match self {

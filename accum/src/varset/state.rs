@@ -113,6 +113,12 @@ impl Accumulator for VarSetState {
     }
 
     #[inline(always)]
+    fn prefetch(&self, slot: u32) {
+        self.presence.prefetch(slot);
+        crate::prefetch::prefetch(&self.values, slot as usize * self.vars);
+    }
+
+    #[inline(always)]
     fn update(&mut self, slot: u32, input: &VarInput, row: usize) -> Result<Update> {
         let var = input.var_idx[row];
         let value = input.values.get(row);
