@@ -75,7 +75,12 @@ pub(crate) enum KeyKind {
         /// The output type (the input type, dictionary unpacked).
         output_type: DataType,
     },
-    /// Anything else: `arrow-row` rows over the key columns (dictionaries
+    /// One string or binary column: its bytes (a dictionary unpacked).
+    Bytes {
+        /// The output type (the input type, dictionary unpacked).
+        output_type: DataType,
+    },
+    /// Several columns: `arrow-row` rows over the key columns (dictionaries
     /// unpacked first).
     Rows {
         /// The output type of each key column.
@@ -111,6 +116,7 @@ impl KeyPlan {
         }
         let key_kind = match key_fields.as_slice() {
             [f] if f.data_type().is_integer() => KeyKind::Int { output_type: f.data_type().clone() },
+            [f] if is_string(f.data_type()) => KeyKind::Bytes { output_type: f.data_type().clone() },
             _ => KeyKind::Rows { output_types: key_fields.iter().map(|f| f.data_type().clone()).collect() },
         };
         let time = match time {
@@ -180,6 +186,8 @@ mod tests {
         let input = Schema::new(vec![Field::new("k", dict, true), Field::new("n", DataType::Int32, true)]);
         let plan = KeyPlan::new(&["k".to_owned()], &TimeMode::Processing, &input).unwrap();
         assert_eq!(plan.key_fields[0].data_type(), &DataType::Utf8);
+        assert!(matches!(plan.key_kind, KeyKind::Bytes { .. }));
+        let plan = KeyPlan::new(&["k".to_owned(), "n".to_owned()], &TimeMode::Processing, &input).unwrap();
         assert!(matches!(plan.key_kind, KeyKind::Rows { .. }));
         let plan = KeyPlan::new(&["n".to_owned()], &TimeMode::Processing, &input).unwrap();
         assert!(matches!(plan.key_kind, KeyKind::Int { .. }));

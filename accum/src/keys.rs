@@ -31,6 +31,7 @@ use crate::{
     error::{Error, Result},
     hash::{hash_bytes, hash_u64},
     slot_table::SlotTable,
+    values::{build_column, ColumnValues, ValueKind},
 };
 
 /// How many rows ahead [`KeyTable::intern`] prefetches a bucket.
@@ -44,21 +45,79 @@ struct IntKeys {
     batch: Vec<u64>,
 }
 
-/// Encoded rows (strings, several columns), bytes in an arena.
+/// Variable-length keys of resident slots: bytes in an arena.
+#[derive(Debug, Default)]
+struct StoredKeys {
+    arena: ByteArena,
+    slot_keys: Vec<ValueRef>,
+}
+
+impl StoredKeys {
+    fn get(&self, slot: u32) -> &[u8] {
+        self.arena.get(self.slot_keys[slot as usize])
+    }
+
+    /// Copies `bytes` in as `slot`'s key.
+    fn store(&mut self, slot: u32, bytes: &[u8]) -> Result<()> {
+        let r = match self.arena.try_push(bytes) {
+            Some(r) => r,
+            None => {
+                self.arena.compact(self.slot_keys.iter_mut());
+                self.arena
+                    .try_push(bytes)
+                    .ok_or(Error::StateTooLarge { what: "the key arena", limit: u64::from(u32::MAX) })?
+            }
+        };
+        set(&mut self.slot_keys, slot, r, ValueRef::ABSENT);
+        Ok(())
+    }
+
+    fn release(&mut self, slot: u32) {
+        let s = slot as usize;
+        self.arena.release(self.slot_keys[s]);
+        self.slot_keys[s] = ValueRef::ABSENT;
+    }
+
+    fn clear(&mut self) {
+        self.slot_keys.clear();
+        self.arena.clear();
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.arena.wants_compaction() {
+            self.arena.compact(self.slot_keys.iter_mut());
+        }
+    }
+
+    fn bytes_held(&self) -> usize {
+        self.slot_keys.capacity() * 8 + self.arena.capacity_bytes()
+    }
+}
+
+/// Encoded rows (several columns), bytes in an arena.
 #[derive(Debug)]
 struct RowKeys {
     output_types: Vec<DataType>,
     converter: RowConverter,
     parser: RowParser,
-    arena: ByteArena,
-    slot_keys: Vec<ValueRef>,
+    stored: StoredKeys,
     batch: Rows,
+}
+
+/// One string or binary column: its own bytes, no row encoding.
+#[derive(Debug)]
+struct ByteKeys {
+    output_type: DataType,
+    kind: ValueKind,
+    stored: StoredKeys,
+    batch: Option<ColumnValues>,
 }
 
 #[derive(Debug)]
 enum KeyStore {
     Int(IntKeys),
     Rows(RowKeys),
+    Bytes(ByteKeys),
 }
 
 /// The key → slot table and the keys of the current batch.
@@ -91,10 +150,16 @@ impl KeyTable {
                     parser: converter.parser(),
                     batch: converter.empty_rows(0, 0),
                     converter,
-                    arena: ByteArena::default(),
-                    slot_keys: Vec::new(),
+                    stored: StoredKeys::default(),
                 })
             }
+            KeyKind::Bytes { output_type } => KeyStore::Bytes(ByteKeys {
+                kind: ValueKind::of(output_type)
+                    .ok_or_else(|| Error::Internal(format!("byte key of type {output_type}")))?,
+                output_type: output_type.clone(),
+                stored: StoredKeys::default(),
+                batch: None,
+            }),
         };
         Ok(KeyTable {
             table: SlotTable::new(),
@@ -130,6 +195,14 @@ impl KeyTable {
                 k.batch.clear();
                 k.converter.append(&mut k.batch, &unpacked).map_err(Error::arrow("encoding key rows"))?;
                 self.batch_hashes.extend(k.batch.iter().map(|row| hash_bytes(row.data())));
+            }
+            KeyStore::Bytes(k) => {
+                let column = unpack(columns[0], &k.output_type)?;
+                self.batch_nulls = column.logical_nulls();
+                let values = ColumnValues::new(&column, k.kind, &k.output_type)?;
+                self.batch_hashes
+                    .extend((0..column.len()).map(|r| hash_bytes(values.get(r).unwrap_or_default())));
+                k.batch = Some(values);
             }
         }
         Ok(())
@@ -167,28 +240,11 @@ impl KeyTable {
             }
             KeyStore::Rows(k) => {
                 let bytes = k.batch.row(row).data();
-                let (arena, slot_keys) = (&mut k.arena, &mut k.slot_keys);
-                let eq = |s: u32| arena.get(slot_keys[s as usize]) == bytes;
-                // `eq` borrows the arena; a new key is stored after the probe.
-                let mut inserted = false;
-                let slot = table.find_or_insert(hash, eq, || {
-                    inserted = true;
-                    alloc(slot_hashes, in_use, free, hash)
-                })?;
-                if inserted {
-                    let r = match arena.try_push(bytes) {
-                        Some(r) => r,
-                        None => {
-                            arena.compact(slot_keys.iter_mut());
-                            arena.try_push(bytes).ok_or(Error::StateTooLarge {
-                                what: "the key arena",
-                                limit: u64::from(u32::MAX),
-                            })?
-                        }
-                    };
-                    set(slot_keys, slot, r, ValueRef::ABSENT);
-                }
-                Ok(slot)
+                intern_bytes(table, &mut k.stored, hash, bytes, || alloc(slot_hashes, in_use, free, hash))
+            }
+            KeyStore::Bytes(k) => {
+                let bytes = k.batch.as_ref().and_then(|b| b.get(row)).unwrap_or_default();
+                intern_bytes(table, &mut k.stored, hash, bytes, || alloc(slot_hashes, in_use, free, hash))
             }
         }
     }
@@ -217,9 +273,10 @@ impl KeyTable {
         self.table.remove(self.slot_hashes[s], slot)?;
         self.in_use[s] = false;
         self.free.push(slot);
-        if let KeyStore::Rows(k) = &mut self.store {
-            k.arena.release(k.slot_keys[s]);
-            k.slot_keys[s] = ValueRef::ABSENT;
+        match &mut self.store {
+            KeyStore::Int(_) => {}
+            KeyStore::Rows(k) => k.stored.release(slot),
+            KeyStore::Bytes(k) => k.stored.release(slot),
         }
         Ok(())
     }
@@ -232,10 +289,8 @@ impl KeyTable {
         self.free.clear();
         match &mut self.store {
             KeyStore::Int(k) => k.slot_keys.clear(),
-            KeyStore::Rows(k) => {
-                k.slot_keys.clear();
-                k.arena.clear();
-            }
+            KeyStore::Rows(k) => k.stored.clear(),
+            KeyStore::Bytes(k) => k.stored.clear(),
         }
     }
 
@@ -252,10 +307,10 @@ impl KeyTable {
 
     /// Compacts the key arena when garbage outweighs live key bytes.
     pub(crate) fn maybe_compact(&mut self) {
-        if let KeyStore::Rows(k) = &mut self.store {
-            if k.arena.wants_compaction() {
-                k.arena.compact(k.slot_keys.iter_mut());
-            }
+        match &mut self.store {
+            KeyStore::Int(_) => {}
+            KeyStore::Rows(k) => k.stored.maybe_compact(),
+            KeyStore::Bytes(k) => k.stored.maybe_compact(),
         }
     }
 
@@ -272,8 +327,12 @@ impl KeyTable {
                 Ok(vec![cast(&wide, &k.output_type).map_err(Error::arrow("casting integer keys back"))?])
             }
             KeyStore::Rows(k) => {
-                let rows = slots.iter().map(|&s| k.parser.parse(k.arena.get(k.slot_keys[s as usize])));
+                let rows = slots.iter().map(|&s| k.parser.parse(k.stored.get(s)));
                 k.converter.convert_rows(rows).map_err(Error::arrow("decoding key rows"))
+            }
+            KeyStore::Bytes(k) => {
+                let refs: Vec<ValueRef> = slots.iter().map(|&s| k.stored.slot_keys[s as usize]).collect();
+                Ok(vec![build_column(k.kind, &k.output_type, &k.stored.arena, &refs)?])
             }
         }
     }
@@ -283,12 +342,36 @@ impl KeyTable {
         let per_slot = self.slot_hashes.capacity() * 8 + self.in_use.capacity() + self.free.capacity() * 4;
         let store = match &self.store {
             KeyStore::Int(k) => k.slot_keys.capacity() * 8 + k.batch.capacity() * 8,
-            KeyStore::Rows(k) => {
-                k.slot_keys.capacity() * 8 + k.arena.capacity_bytes() + k.batch.size() + k.converter.size()
-            }
+            KeyStore::Rows(k) => k.stored.bytes_held() + k.batch.size() + k.converter.size(),
+            KeyStore::Bytes(k) => k.stored.bytes_held(),
         };
         self.table.bytes_held() + per_slot + store + self.batch_hashes.capacity() * 8
     }
+}
+
+/// The slot of a variable-length key: probes `table`, comparing stored
+/// bytes when the hashes match; a new key gets `alloc()` and its bytes stored.
+#[inline]
+fn intern_bytes(
+    table: &mut SlotTable,
+    stored: &mut StoredKeys,
+    hash: u64,
+    bytes: &[u8],
+    alloc: impl FnOnce() -> Result<u32>,
+) -> Result<u32> {
+    let mut inserted = false;
+    let slot = table.find_or_insert(
+        hash,
+        |s| stored.get(s) == bytes,
+        || {
+            inserted = true;
+            alloc()
+        },
+    )?;
+    if inserted {
+        stored.store(slot, bytes)?;
+    }
+    Ok(slot)
 }
 
 /// Takes a slot from the free list, or a new one.
@@ -369,6 +452,32 @@ mod tests {
         assert_eq!(t.intern(1).unwrap(), 1);
         assert_eq!(t.intern(0).unwrap(), 0, "the freed slot is reused");
         assert_eq!(t.slot_count(), 2);
+    }
+
+    #[test]
+    fn string_keys_of_any_layout_intern_by_their_bytes() {
+        use arrow_array::{DictionaryArray, StringViewArray};
+        let mut t = KeyTable::new(&KeyKind::Bytes { output_type: DataType::Utf8View }).unwrap();
+        let iri = "http://example.org/subject/with/a/long/path/0001";
+        let col: ArrayRef =
+            Arc::new(StringViewArray::from(vec![Some(iri), Some("b"), None, Some(iri), Some("")]));
+        t.load_batch(&[&col]).unwrap();
+        assert!(t.is_null(2));
+        let slots: Vec<u32> = [0, 1, 3, 4].iter().map(|&r| t.intern(r).unwrap()).collect();
+        assert_eq!(slots, [0, 1, 0, 2]);
+        let keys = t.key_columns(&[2, 0]).unwrap();
+        assert_eq!(keys[0].as_string_view().value(1), iri);
+        assert_eq!(keys[0].as_string_view().value(0), "");
+        t.free_all(&[0, 2]).unwrap();
+        assert_eq!(t.intern(1).unwrap(), 1, "a live key keeps its slot");
+
+        let mut t = KeyTable::new(&KeyKind::Bytes { output_type: DataType::Utf8 }).unwrap();
+        let dict: DictionaryArray<Int8Type> = vec!["x", "y", "x"].into_iter().collect();
+        let col: ArrayRef = Arc::new(dict);
+        t.load_batch(&[&col]).unwrap();
+        let slots: Vec<u32> = (0..3).map(|r| t.intern(r).unwrap()).collect();
+        assert_eq!(slots, [0, 1, 0]);
+        assert_eq!(t.key_columns(&[1]).unwrap()[0].as_string::<i32>().value(0), "y");
     }
 
     #[test]

@@ -199,6 +199,14 @@ pub(crate) struct ColumnValues {
     nulls: Option<NullBuffer>,
 }
 
+impl std::fmt::Debug for ColumnValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnValues")
+            .field("nulls", &self.nulls.as_ref().map(NullBuffer::null_count))
+            .finish()
+    }
+}
+
 impl ColumnValues {
     /// Reads `column` (of the validated input type) as `kind`.
     pub(crate) fn new(column: &ArrayRef, kind: ValueKind, value_type: &DataType) -> Result<Self> {
