@@ -92,6 +92,14 @@ impl ByteArena {
         }
     }
 
+    /// Hints that `r`'s bytes will be read soon.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, r: ValueRef) {
+        if r.is_stored() {
+            crate::prefetch::prefetch(&self.bytes, r.off as usize);
+        }
+    }
+
     /// `r` is no longer referenced: its bytes are garbage.
     #[inline(always)]
     pub(crate) fn release(&mut self, r: ValueRef) {

@@ -313,7 +313,11 @@ fn nulls_of(refs: &[ValueRef]) -> Option<NullBuffer> {
     Some(NullBuffer::new(bits.finish()))
 }
 
-/// Offsets and concatenated bytes of `refs`.
+/// How far ahead [`concat`] prefetches the values it gathers.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Offsets and concatenated bytes of `refs` (gathered from all over the
+/// arena, so the reads are prefetched a few values ahead).
 fn concat<O: OffsetSizeTrait>(arena: &ByteArena, refs: &[ValueRef]) -> Result<(OffsetBuffer<O>, Buffer)> {
     let total: usize = refs.iter().map(|r| r.len()).sum();
     if O::from_usize(total).is_none() {
@@ -325,7 +329,10 @@ fn concat<O: OffsetSizeTrait>(arena: &ByteArena, refs: &[ValueRef]) -> Result<(O
     let mut offsets = Vec::with_capacity(refs.len() + 1);
     let mut data = MutableBuffer::with_capacity(total);
     offsets.push(O::usize_as(0));
-    for &r in refs {
+    for (i, &r) in refs.iter().enumerate() {
+        if let Some(&ahead) = refs.get(i + PREFETCH_AHEAD) {
+            arena.prefetch(ahead);
+        }
         data.extend_from_slice(arena.get(r));
         offsets.push(O::usize_as(data.len()));
     }

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use garner::accum::{
     AfterComplete, CountAccumulator, RepeatPolicy, TimeMode, VarSet, WindowAccumulator, WithPolicies,
 };
-use garner::columnar::sink::create_sink;
+use garner::columnar::sink::{create_sink, ParquetOptions, ParquetSink};
 use garner::columnar::source::{CsvOptions, SourceOptions};
 use garner::columnar::{open_source_with, BatchSource};
 use garner::engine::stages::{AccumulateStage, Branch};
@@ -184,7 +184,15 @@ pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
         p = match stage {
             StageSpec::Source(s) => p.source(&s.id, open_source(spec, s).with_context(at_path)?),
             StageSpec::Sink(s) => {
-                p.sink(&s.id, create_sink(s.format(), &spec.resolve(&s.path)).with_context(at_path)?)
+                let path = spec.resolve(&s.path);
+                let sink = match s.row_group_rows {
+                    Some(rows) => {
+                        let options = ParquetOptions { row_group_rows: rows, ..ParquetOptions::default() };
+                        Box::new(ParquetSink::create_with(&path, options).with_context(at_path)?)
+                    }
+                    None => create_sink(s.format(), &path).with_context(at_path)?,
+                };
+                p.sink(&s.id, sink)
             }
             StageSpec::Accumulate(a) => p.accumulate(&a.id, accumulator(a)),
             StageSpec::Filter(f) => p.transform(&f.id, Filter::new(predicate(f.condition()))),

@@ -98,6 +98,8 @@ pub(crate) struct SinkSpec {
     pub(crate) inputs: Option<Vec<String>>,
     pub(crate) path: PathBuf,
     pub(crate) format: Option<String>,
+    /// Parquet: rows per row group (each is buffered while it is encoded).
+    pub(crate) row_group_rows: Option<usize>,
     /// `format`, or the one the path's extension names: set by [`parse`].
     #[serde(skip)]
     checked_format: Option<Format>,
@@ -600,7 +602,15 @@ fn check_stage(path: &str, stage: &mut StageSpec) -> Result<(), SpecError> {
             }
         }
         StageSpec::Sink(s) => {
-            s.checked_format = Some(check_format(path, s.format.as_deref(), &s.path)?);
+            let format = check_format(path, s.format.as_deref(), &s.path)?;
+            s.checked_format = Some(format);
+            match s.row_group_rows {
+                Some(_) if format != Format::Parquet => {
+                    return Err(err(format!("{path}.row_group_rows"), format!("only for Parquet sinks (this one is {format})")))
+                }
+                Some(0) => return Err(err(format!("{path}.row_group_rows"), "must be at least 1")),
+                _ => {}
+            }
         }
         StageSpec::Accumulate(a) => check_accumulate(path, a)?,
         StageSpec::Filter(f) => f.condition().check(path)?,
