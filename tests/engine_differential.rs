@@ -105,13 +105,7 @@ enum Shape {
     /// source -> transforms -> sink: ordered.
     Chain(Vec<(T, usize)>),
     /// source -> transforms -> accumulate -> filter -> sink: multiset.
-    Accumulate {
-        before: Vec<(T, usize)>,
-        partitions: usize,
-        ttl: Option<i64>,
-        keep_last: bool,
-        filter_after: bool,
-    },
+    Accumulate { before: Vec<(T, usize)>, partitions: usize, acc: Acc, filter_after: bool },
     /// source -> branch -> (hi: transform -> sink1) (lo: transform -> sink2): each ordered.
     Branch { cut: i64, hi: (T, usize), lo: (T, usize) },
     /// source -> branch -> transforms -> merge -> accumulate -> sink: multiset.
@@ -131,6 +125,46 @@ impl Shape {
     }
 }
 
+/// An accumulator and its policies. Every policy here depends only on each
+/// key's own fragments and on event time that never decreases, so a hash
+/// shard closes exactly what one instance would. (`max_keys` is per
+/// instance and lateness follows each shard's watermark: they are tested in
+/// `garner-accum`, not here.)
+#[derive(Debug, Clone)]
+enum Acc {
+    VarSet {
+        ttl: Option<i64>,
+        keep_last: bool,
+        max_items: Option<u64>,
+        drop_after_complete: bool,
+        dead_ttl: bool,
+    },
+    Count {
+        every: u64,
+        max_latency: Option<i64>,
+    },
+    Window {
+        session: bool,
+        length: i64,
+    },
+}
+
+fn acc_strategy() -> impl Strategy<Value = Acc> {
+    prop_oneof![
+        3 => (prop::option::of(0i64..30), any::<bool>(), prop::option::of(2u64..6), any::<bool>(), any::<bool>()).prop_map(
+            |(ttl, keep_last, max_items, drop_after_complete, dead_ttl)| Acc::VarSet {
+                ttl,
+                keep_last,
+                max_items,
+                drop_after_complete,
+                dead_ttl: dead_ttl && ttl.is_some(),
+            }
+        ),
+        1 => (1u64..6, prop::option::of(0i64..20)).prop_map(|(every, max_latency)| Acc::Count { every, max_latency }),
+        1 => (any::<bool>(), 1i64..40).prop_map(|(session, length)| Acc::Window { session, length }),
+    ]
+}
+
 fn shape_strategy() -> impl Strategy<Value = Shape> {
     // Transforms run with the engine's thread count (0) or 1 to 3
     // instances: repartitions between different parallelisms must keep
@@ -138,20 +172,14 @@ fn shape_strategy() -> impl Strategy<Value = Shape> {
     let tp = || (transform_strategy(), 0usize..=3);
     prop_oneof![
         prop::collection::vec(tp(), 0..4).prop_map(Shape::Chain),
-        (
-            prop::collection::vec(tp(), 0..2),
-            1usize..=4,
-            prop::option::of(0i64..30),
-            any::<bool>(),
-            any::<bool>()
-        )
-            .prop_map(|(before, partitions, ttl, keep_last, filter_after)| Shape::Accumulate {
+        (prop::collection::vec(tp(), 0..2), 1usize..=4, acc_strategy(), any::<bool>()).prop_map(
+            |(before, partitions, acc, filter_after)| Shape::Accumulate {
                 before,
                 partitions,
-                ttl,
-                keep_last,
+                acc,
                 filter_after
-            }),
+            }
+        ),
         (-30i64..30, tp(), tp()).prop_map(|(cut, hi, lo)| Shape::Branch { cut, hi, lo }),
         (-30i64..30, tp(), tp(), 1usize..=4).prop_map(|(cut, hi, lo, partitions)| Shape::BranchMerge {
             cut,
@@ -174,6 +202,34 @@ fn varset(ttl: Option<i64>, keep_last: bool) -> VarSet {
     v
 }
 
+fn accumulator(acc: &Acc) -> AccumulateStage {
+    let ms = |t: i64| Duration::from_millis(t as u64);
+    match *acc {
+        Acc::VarSet { ttl, keep_last, max_items, drop_after_complete, dead_ttl } => {
+            let mut v = varset(ttl, keep_last);
+            if let Some(n) = max_items {
+                v = v.max_items(n);
+            }
+            if drop_after_complete {
+                v = v.after_complete(AfterComplete::Drop);
+            }
+            v.partial_flush(!dead_ttl).into()
+        }
+        Acc::Count { every, max_latency } => {
+            let mut c =
+                CountAccumulator::keyed("k").every(every).value_column("value").time(TimeMode::event("ts"));
+            if let Some(t) = max_latency {
+                c = c.max_latency(ms(t));
+            }
+            c.into()
+        }
+        Acc::Window { session: true, length } => WindowAccumulator::session("k", "ts", ms(length)).into(),
+        Acc::Window { session: false, length } => {
+            WindowAccumulator::tumbling("k", "ts", ms(length)).value_column("x").into()
+        }
+    }
+}
+
 fn build(shape: &Shape, input: &[RecordBatch]) -> (PipelineGraph, Vec<Collected>) {
     let source = MemorySource::try_from_batches(input.to_vec()).unwrap();
     let mut p = Pipeline::new("differential").source("read", source);
@@ -190,11 +246,11 @@ fn build(shape: &Shape, input: &[RecordBatch]) -> (PipelineGraph, Vec<Collected>
             }
             p = sink(p, "out");
         }
-        Shape::Accumulate { before, partitions, ttl, keep_last, filter_after } => {
+        Shape::Accumulate { before, partitions, acc, filter_after } => {
             for (i, (t, par)) in before.iter().enumerate() {
                 p = add(p, &format!("t{i}"), *t, *par);
             }
-            p = p.accumulate("assemble", varset(*ttl, *keep_last)).parallelism(*partitions);
+            p = p.accumulate("assemble", accumulator(acc)).parallelism(*partitions);
             if *filter_after {
                 p = p.transform("complete-enough", Filter::new(col("acc_completeness").gt_eq(0.5)));
             }
@@ -302,13 +358,14 @@ proptest! {
 
 #[test]
 fn an_empty_input_gives_empty_outputs_everywhere() {
-    let shape = Shape::Accumulate {
-        before: vec![],
-        partitions: 3,
+    let acc = Acc::VarSet {
         ttl: Some(5),
         keep_last: false,
-        filter_after: true,
+        max_items: None,
+        drop_after_complete: false,
+        dead_ttl: false,
     };
+    let shape = Shape::Accumulate { before: vec![], partitions: 3, acc, filter_after: true };
     check(&shape, &[], 10, 2, 1).unwrap();
 }
 
@@ -317,14 +374,44 @@ fn keys_spread_over_partitions_are_assembled_like_one_instance() {
     let rows: Vec<Row> = (0..2000)
         .map(|i| Row { k: (i * 7919 % 97) as u64, var: VARS[i % 4], x: Some(i as i64), ts: i as i64 })
         .collect();
-    let shape = Shape::Accumulate {
-        before: vec![(T::NotNull, 2)],
-        partitions: 4,
+    let acc = Acc::VarSet {
         ttl: Some(50),
         keep_last: false,
-        filter_after: false,
+        max_items: None,
+        drop_after_complete: false,
+        dead_ttl: false,
     };
+    let shape = Shape::Accumulate { before: vec![(T::NotNull, 2)], partitions: 4, acc, filter_after: false };
     check(&shape, &rows, 64, 3, 2).unwrap();
+}
+
+#[test]
+fn every_accumulator_kind_and_policy_matches_over_partitions() {
+    let rows: Vec<Row> = (0..3000)
+        .map(|i| Row {
+            k: (i * 7919 % 89) as u64,
+            var: VARS[i % 5],
+            x: Some(i as i64 % 77),
+            ts: i as i64 / 3,
+        })
+        .collect();
+    let accs = [
+        Acc::VarSet {
+            ttl: Some(40),
+            keep_last: true,
+            max_items: Some(3),
+            drop_after_complete: true,
+            dead_ttl: true,
+        },
+        Acc::Count { every: 4, max_latency: Some(30) },
+        Acc::Window { session: true, length: 25 },
+        Acc::Window { session: false, length: 60 },
+    ];
+    for acc in accs {
+        let shape =
+            Shape::Accumulate { before: vec![], partitions: 3, acc: acc.clone(), filter_after: false };
+        check(&shape, &rows, 100, 2, 2).unwrap_or_else(|e| panic!("{acc:?}: {e}"));
+    }
 }
 
 #[test]

@@ -606,7 +606,10 @@ fn check_stage(path: &str, stage: &mut StageSpec) -> Result<(), SpecError> {
             s.checked_format = Some(format);
             match s.row_group_rows {
                 Some(_) if format != Format::Parquet => {
-                    return Err(err(format!("{path}.row_group_rows"), format!("only for Parquet sinks (this one is {format})")))
+                    return Err(err(
+                        format!("{path}.row_group_rows"),
+                        format!("only for Parquet sinks (this one is {format})"),
+                    ))
                 }
                 Some(0) => return Err(err(format!("{path}.row_group_rows"), "must be at least 1")),
                 _ => {}
