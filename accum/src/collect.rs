@@ -105,7 +105,7 @@ impl Accumulator for CollectState {
         f
     }
 
-    fn bind<'a>(&mut self, batch: &'a RecordBatch) -> Result<CollectInput> {
+    fn bind(&mut self, batch: &RecordBatch) -> Result<CollectInput> {
         let values = match &self.collected {
             Some(c) => Some(ColumnValues::new(c.column.resolve(batch)?, c.kind, &c.value_type)?),
             None => None,

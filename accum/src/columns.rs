@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn output_names_must_be_unique() {
         let k: FieldRef = Arc::new(Field::new("k", DataType::Int32, false));
-        let err = output_schema(&[k.clone()], &[k.clone()]).unwrap_err();
+        let one = std::slice::from_ref(&k);
+        let err = output_schema(one, one).unwrap_err();
         assert!(matches!(err, Error::DuplicateOutputColumn { column } if column == "k"));
         let r: FieldRef = Arc::new(Field::new("acc_reason", DataType::Int32, false));
         assert!(output_schema(&[k], &[r]).is_err());

@@ -91,6 +91,16 @@ pub(crate) fn summary(report: &RunReport) -> String {
                     "{} complete, {} partial, {} resident, {} duplicate, {} unknown var",
                     a.complete, a.partial, a.active_keys, a.duplicate_fragments, a.unknown_var_fragments
                 );
+                for (n, what) in [
+                    (a.evicted, "evicted"),
+                    (a.late, "late"),
+                    (a.dropped_after_complete, "after completion"),
+                    (a.expired_dead_lettered, "expired to dead letter"),
+                ] {
+                    if n > 0 {
+                        text.push_str(&format!(", {n} {what}"));
+                    }
+                }
                 if let (Some(p50), Some(p99)) = (a.latency.quantile(0.5), a.latency.quantile(0.99)) {
                     // Bucket tops: the quantile is at most this.
                     text.push_str(&format!(", first-to-emit p50 ≤{p50} ms, p99 ≤{p99} ms"));
@@ -103,10 +113,15 @@ pub(crate) fn summary(report: &RunReport) -> String {
             },
             _ => String::new(),
         };
+        let why = if s.accum.is_some() {
+            "dead-lettered by the accumulator's policies"
+        } else {
+            "no route matched"
+        };
         let notes = match (s.rows_dropped, notes.is_empty()) {
             (0, _) => notes,
-            (n, true) => format!("{n} dropped (no route matched)"),
-            (n, false) => format!("{notes}, {n} dropped (no route matched)"),
+            (n, true) => format!("{n} dropped ({why})"),
+            (n, false) => format!("{notes}; {n} rows dropped ({why})"),
         };
         let (rows_in, batches) = match s.kind {
             StageKind::Source => ("-".to_owned(), s.batches_out),

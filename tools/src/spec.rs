@@ -753,6 +753,82 @@ path = "assembled.parquet"
         assert!(e.starts_with("not valid TOML"), "{e}");
     }
 
+    /// GOOD with the accumulate stage's keys after `key` replaced by `keys`.
+    fn accumulate(keys: &str) -> String {
+        let start = GOOD.find("var_column").unwrap();
+        let end = GOOD.find("spill = true").unwrap() + "spill = true".len();
+        format!("{}{keys}{}", &GOOD[..start], &GOOD[end..])
+    }
+
+    #[test]
+    fn every_accumulator_and_policy_key_parses() {
+        let text = accumulate(
+            "var_column = \"var\"\nrequire = [\"a\"]\ntime = \"event\"\nmax_items = 3\nmax_bytes = \"1KiB\"\n\
+             max_latency = \"5s\"\npartial_flush_after = \"10s\"\npartial_flush = false\n\
+             after_complete = \"drop\"\nmax_keys = 100\nallowed_lateness = \"2s\"",
+        );
+        let spec = parse(&text, Path::new(".")).unwrap();
+        let StageSpec::Accumulate(a) = &spec.stages[1] else { panic!() };
+        assert_eq!((a.max_items, a.max_keys, a.max_bytes), (Some(3), Some(100), Some(ByteSize(1024))));
+        assert_eq!(a.after_complete, Some(AfterCompleteKind::Drop));
+        assert_eq!(a.partial_flush, Some(false));
+        let count = accumulate("accumulator = \"count\"\nevery = 5\nvalue_column = \"value\"");
+        parse(&count, Path::new(".")).unwrap();
+        let window =
+            accumulate("accumulator = \"window\"\nwindow = \"session\"\ngap = \"30s\"\ntime_column = \"ts\"");
+        parse(&window, Path::new(".")).unwrap();
+    }
+
+    #[test]
+    fn accumulator_keys_that_cannot_work_are_refused_with_their_path() {
+        let cases = [
+            ("accumulator = \"count\"", "stage[1].every: missing"),
+            ("accumulator = \"count\"\nevery = 0", "stage[1].every: must be at least 1"),
+            (
+                "accumulator = \"count\"\nevery = 2\nrequire = [\"a\"]",
+                "stage[1].require: not used by accumulator = \"count\"",
+            ),
+            ("accumulator = \"window\"", "stage[1].window: missing"),
+            ("accumulator = \"window\"\nwindow = \"tumbling\"", "stage[1].size: missing"),
+            (
+                "accumulator = \"window\"\nwindow = \"tumbling\"\nsize = \"1m\"\ngap = \"1s\"",
+                "stage[1].gap: not used by",
+            ),
+            (
+                "accumulator = \"window\"\nwindow = \"session\"\ngap = \"1s\"\npartial_flush_after = \"1s\"",
+                "stage[1].partial_flush_after: not used by",
+            ),
+            (
+                "accumulator = \"window\"\nwindow = \"session\"\ngap = \"1s\"\ntime = \"processing\"",
+                "stage[1].time: windows need event time",
+            ),
+            ("accumulator = \"cube\"", "stage[1].accumulator: unknown variant `cube`"),
+            ("require = [\"a\"]\nmax_items = 0", "stage[1].max_items: must be at least 1"),
+            ("require = [\"a\"]\nmax_keys = 0", "stage[1].max_keys: must be at least 1"),
+            (
+                "require = [\"a\"]\nallowed_lateness = \"1s\"",
+                "stage[1].allowed_lateness: lateness needs event time",
+            ),
+            (
+                "require = [\"a\"]\npartial_flush = false",
+                "stage[1].partial_flush: partial_flush = false needs partial_flush_after",
+            ),
+            (
+                "require = [\"a\"]\nafter_complete = \"sometimes\"",
+                "stage[1].after_complete: unknown variant `sometimes`",
+            ),
+            ("require = [\"a\"]\nevery = 3", "stage[1].every: not used by accumulator = \"varset\""),
+        ];
+        for (keys, expected) in cases {
+            let e = parse_err(&accumulate(keys));
+            assert!(e.starts_with(expected), "{keys}: {e}");
+        }
+        let csv = GOOD.replace("format = \"parquet\"", "format = \"csv\"\nrow_group_rows = 10");
+        assert!(parse_err(&csv).starts_with("stage[2].row_group_rows: only for Parquet sinks"));
+        let zero = GOOD.replace("format = \"parquet\"", "format = \"parquet\"\nrow_group_rows = 0");
+        assert!(parse_err(&zero).starts_with("stage[2].row_group_rows: must be at least 1"));
+    }
+
     /// A source stage of `format` at `path` plus `extra` keys.
     fn source(format: &str, path: &str, extra: &str) -> String {
         format!("[[stage]]\nid = \"read\"\nkind = \"source\"\nformat = \"{format}\"\npath = \"{path}\"\n{extra}\n")

@@ -222,3 +222,37 @@ fn a_missing_default_column_says_it_is_the_default() {
         "{err}"
     );
 }
+
+#[test]
+fn count_and_window_accumulators_run_from_a_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+    let keys_start = SPEC.find("var_column").unwrap();
+    let keys_end = SPEC.find("spill = true").unwrap() + "spill = true".len();
+    let with = |keys: &str| format!("{}{keys}{}", &SPEC[..keys_start], &SPEC[keys_end..]);
+
+    let o =
+        run_spec(d, &with("accumulator = \"count\"\nevery = 2\nvalue_column = \"value\"\nmax_keys = 500"));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // Every subject has 3 or 4 fragments: `every = 2` gives at least one row
+    // each, evictions more, and never more rows than fragments.
+    let last = err.lines().find(|l| l.contains(" rows out in ")).unwrap_or_else(|| panic!("{err}"));
+    let number = |after: &str| -> u64 {
+        last.split(after).next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (rows_in, rows_out) = (number(" rows in"), number(" rows out"));
+    assert!(rows_out >= 2000 && rows_out <= rows_in, "{err}");
+    assert!(err.contains("evicted"), "a key limit below the subject count evicts: {err}");
+
+    let o = run_spec(
+        d,
+        &with("accumulator = \"window\"\nwindow = \"tumbling\"\nsize = \"1s\"\ntime_column = \"ts\""),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    std::fs::remove_file(d.join("assembled.parquet")).unwrap();
+    let err = fails(d, &with("accumulator = \"count\""));
+    assert!(err.contains("stage[1].every: missing"), "{err}");
+}

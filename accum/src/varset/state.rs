@@ -91,7 +91,7 @@ impl Accumulator for VarSetState {
         self.plan.vars.iter().map(|v| Arc::new(Field::new(v, t.clone(), true))).collect()
     }
 
-    fn bind<'a>(&mut self, batch: &'a RecordBatch) -> Result<VarInput> {
+    fn bind(&mut self, batch: &RecordBatch) -> Result<VarInput> {
         let var_column = self.plan.var.resolve(batch)?;
         let value_column = self.plan.value.resolve(batch)?;
         let values = ColumnValues::new(value_column, self.plan.value_kind, &self.plan.value_type)?;
