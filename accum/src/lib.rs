@@ -15,9 +15,23 @@
 //!  finish()         ──► every held row, as partials where incomplete
 //! ```
 //!
-//! The built-in accumulator is [`VarSet`], which assembles `(key, var,
-//! value)` fragments into one row per key with one column per required
-//! variable; its [module docs](varset) are the contract.
+//! Every accumulator runs on one driver, [`KeyedAccumulator`]: it interns
+//! keys, tracks key generations and their deadlines, applies the
+//! [`Policies`] (max items, max bytes, max latency, TTL, partial flush,
+//! after-complete, max keys with LRU eviction, allowed lateness, a user
+//! predicate), keeps the dead-letter output and builds the output batches
+//! with their `acc_*` columns. An [`Accumulator`] supplies only the per-key
+//! state; the [`keyed`] module docs are the contract and show how to write
+//! one.
+//!
+//! Built in:
+//!
+//! - [`VarSet`] assembles `(key, var, value)` fragments into one row per
+//!   key with one column per required variable ([module docs](varset));
+//! - [`CountAccumulator`] emits every N fragments per key (a keyed
+//!   micro-batcher);
+//! - [`WindowAccumulator`] collects tumbling or session windows per key in
+//!   event time, closed by the watermark.
 //!
 //! Counters are plain structs ([`AccumStats`]) that the engine's telemetry
 //! turns into metrics.

@@ -26,8 +26,10 @@
 //! 5. **Repeats.** A variable arriving again within one generation is counted
 //!    in `duplicate_fragments`; [`RepeatPolicy::KeepFirst`] (the default)
 //!    keeps the first value, [`RepeatPolicy::KeepLast`] the latest.
-//! 6. **Deadlines.** With a TTL ([`VarSet::partial_flush_after`]) and/or a
-//!    [`VarSet::max_latency`], a generation's deadline is its first
+//! 6. **Deadlines.** With a TTL
+//!    ([`partial_flush_after`](crate::WithPolicies::partial_flush_after))
+//!    and/or a [`max_latency`](crate::WithPolicies::max_latency), a
+//!    generation's deadline is its first
 //!    fragment's time plus the smaller of the two; the reason of a deadline
 //!    emission is `ttl` when the TTL is the smaller (or they are equal),
 //!    `max_latency` otherwise. With neither, generations wait for completeness
@@ -60,7 +62,11 @@
 //!    [`finish`](VarSetAssembler::finish) emits every held generation as
 //!    `end_of_input`, in arrival order (the order in which the generations
 //!    were opened), and leaves no key resident.
-//! 10. **Errors.** An `Err` from `push` means the batch did not match the
+//! 10. **Policies.** The other [`Policies`](crate::Policies) (max items,
+//!     max bytes, partial flush off, after-complete drop, max keys, allowed
+//!     lateness, a predicate) work as the [driver's contract](crate::keyed)
+//!     says; with none of them set, the rules above are the whole story.
+//! 11. **Errors.** An `Err` from `push` means the batch did not match the
 //!     schema the assembler was built for (nothing was applied), or the state
 //!     outgrew its 32-bit offsets part-way (the batch was partly applied).
 //!
@@ -75,7 +81,7 @@
 //! | `acc_completeness` | `Float64`, present / required |
 //! | `acc_missing_vars` | `List<Utf8>` (item field `"item"`), sorted ascending, empty when complete |
 //! | `acc_spilled` | `Boolean`, always `false` until spilling exists |
-//! | `acc_reason` | `Utf8`: `complete`, `ttl`, `max_latency` or `end_of_input` |
+//! | `acc_reason` | `Utf8`: `complete`, `predicate`, `max_items`, `max_bytes`, `evicted`, `ttl`, `max_latency` or `end_of_input` |
 
 mod config;
 mod plan;
