@@ -3,6 +3,7 @@
 mod demo;
 mod display;
 mod gen;
+mod malloc;
 mod plan;
 mod rss;
 mod run;
@@ -65,6 +66,7 @@ fn graph(args: GraphArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    malloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(a),
