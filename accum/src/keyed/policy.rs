@@ -53,10 +53,16 @@ pub struct Policies {
     /// What later fragments of a completed key do.
     pub after_complete: AfterComplete,
     /// At most this many open generations: opening one more evicts the least
-    /// recently touched one as a partial (reason `evicted`).
+    /// recently touched one as a partial (reason `evicted`). The limit holds
+    /// per accumulator instance: an engine running `n` hash shards holds up
+    /// to `n` times this many.
     pub max_keys: Option<u64>,
     /// Event time: a fragment older than the watermark minus this is late:
-    /// counted and sent to the dead-letter output. `None`: no fragment is late.
+    /// counted and sent to the dead-letter output. `None`: no fragment is
+    /// late (for tumbling windows: a fragment of a window the watermark
+    /// already closed is late whatever this is). The watermark is this
+    /// instance's: with several hash shards, each shard's watermark follows
+    /// its own rows and the input-wide watermark the engine passes on.
     pub allowed_lateness: Option<Duration>,
     /// An extra completeness condition (reason `predicate` when it holds
     /// before the accumulator's own condition).
