@@ -25,7 +25,8 @@ pub struct AccumStats {
     /// reason `evicted`; also counted in `partial`).
     pub evicted: u64,
     /// Late fragments (older than the watermark minus the allowed lateness,
-    /// or of a closed window), sent to the dead-letter output.
+    /// of a closed window, or without an event time for a window
+    /// accumulator), sent to the dead-letter output.
     pub late: u64,
     /// Fragments of a completed key rejected by `after_complete = drop`,
     /// sent to the dead-letter output.
@@ -33,6 +34,9 @@ pub struct AccumStats {
     /// Generations expired by the TTL with `partial_flush` off, sent to the
     /// dead-letter output instead of the output.
     pub expired_dead_lettered: u64,
+    /// Completed keys currently remembered for `after_complete = drop`
+    /// (until their deadline, or the end of input without one).
+    pub completed_marks: u64,
     /// Fragments that repeated a variable already present in their key
     /// generation (kept or overwritten according to the repeat policy).
     pub duplicate_fragments: u64,
@@ -136,6 +140,7 @@ impl AccumStats {
         self.late += other.late;
         self.dropped_after_complete += other.dropped_after_complete;
         self.expired_dead_lettered += other.expired_dead_lettered;
+        self.completed_marks += other.completed_marks;
         self.duplicate_fragments += other.duplicate_fragments;
         self.unknown_var_fragments += other.unknown_var_fragments;
         self.null_key_fragments += other.null_key_fragments;

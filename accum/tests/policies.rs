@@ -122,7 +122,7 @@ fn late_fragments_are_counted_and_dead_lettered() {
     let dead = asm.take_dead_letters();
     assert_eq!(
         lines(&dead.fragments[0]),
-        ["1 | b | late | 14 | late: event time before the watermark minus the allowed lateness"]
+        ["1 | b | late | 14 | late: event time before the watermark minus the allowed lateness, or of a closed window"]
     );
     assert_eq!(asm.stats().late, 1);
     assert_eq!(
@@ -205,11 +205,12 @@ fn session_windows_stay_open_while_fragments_keep_coming() {
     let batch =
         timed(&[(1, "a", "", 0), (1, "a", "", 8), (1, "a", "", 16), (2, "a", "", 17), (2, "a", "", 40)]);
     let got = out(asm.push(&batch, 0).unwrap());
-    // Key 2's row at 40 first closes its own session (17, ended at 27),
-    // then the watermark (40) closes key 1's session (0..16, ended at 26).
+    // Key 2's row at 40 closes its own session (17, ended at 27), then the
+    // watermark (40) closes key 1's (0..16, ended at 26); windows closed by
+    // their end come out in deadline order.
     assert_eq!(
         got,
-        ["2 | 17 | 27 | 1 | 1.0 | [] | false | complete", "1 | 0 | 26 | 3 | 1.0 | [] | false | complete"]
+        ["1 | 0 | 26 | 3 | 1.0 | [] | false | complete", "2 | 17 | 27 | 1 | 1.0 | [] | false | complete"]
     );
     assert_eq!(out(asm.finish().unwrap()), ["2 | 40 | 50 | 1 | 1.0 | [] | false | end_of_input"]);
 }
@@ -225,4 +226,63 @@ fn window_accumulators_refuse_deadline_policies_and_processing_time() {
     assert!(err.to_string().contains("positive"), "{err}");
     let err = w.build(frags(&[]).schema_ref()).unwrap_err();
     assert!(matches!(err, Error::UnknownColumn { role: "time", .. }), "{err}");
+}
+
+#[test]
+fn late_fragments_of_new_keys_do_not_keep_their_keys() {
+    let w = WindowAccumulator::tumbling("k", "ts", Duration::from_millis(10));
+    let mut asm = w.build(timed(&[]).schema_ref()).unwrap();
+    asm.push(&timed(&[(0, "a", "", 100)]), 0).unwrap();
+    let late_batch = |from: u64| -> Vec<(u64, &'static str, &'static str, i64)> {
+        (from..from + 1000).map(|k| (k, "a", "", 0)).collect()
+    };
+    asm.push(&timed(&late_batch(1)), 0).unwrap();
+    let held = asm.bytes_held();
+    for i in 1..10 {
+        asm.push(&timed(&late_batch(1 + i * 1000)), 0).unwrap();
+    }
+    assert_eq!(asm.stats().late, 10_000);
+    assert!(asm.bytes_held() <= held + 4096, "{} > {held}: rejected keys stayed interned", asm.bytes_held());
+    assert_eq!(asm.take_dead_letters().fragments.iter().map(RecordBatch::num_rows).sum::<usize>(), 10_000);
+}
+
+#[test]
+fn sessions_wait_for_the_allowed_lateness_before_closing() {
+    let w = WindowAccumulator::session("k", "ts", Duration::from_millis(10))
+        .allowed_lateness(Duration::from_millis(100));
+    let mut asm = w.build(timed(&[]).schema_ref()).unwrap();
+    let got = out(asm.push(&timed(&[(1, "a", "", 0), (2, "a", "", 50), (1, "a", "", 5)]), 0).unwrap());
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(
+        out(asm.push(&timed(&[(3, "a", "", 200)]), 0).unwrap()),
+        ["1 | 0 | 15 | 2 | 1.0 | [] | false | complete", "2 | 50 | 60 | 1 | 1.0 | [] | false | complete"]
+    );
+}
+
+#[test]
+fn a_session_grows_backwards_within_a_gap_and_refuses_what_is_further() {
+    let w = WindowAccumulator::session("k", "ts", Duration::from_millis(10))
+        .allowed_lateness(Duration::from_millis(1000));
+    let mut asm = w.build(timed(&[]).schema_ref()).unwrap();
+    assert!(asm.push(&timed(&[(1, "a", "", 100), (1, "a", "", 95), (1, "a", "", 50)]), 0).unwrap().is_none());
+    assert_eq!(asm.stats().late, 1, "50 is more than a gap before the session");
+    assert_eq!(out(asm.finish().unwrap()), ["1 | 95 | 110 | 2 | 1.0 | [] | false | end_of_input"]);
+}
+
+#[test]
+fn a_window_fragment_without_event_time_is_dead_lettered() {
+    use std::sync::Arc;
+    let batch = common::batch_of(&[
+        ("k", Arc::new(arrow_array::UInt64Array::from(vec![1, 1]))),
+        ("var", Arc::new(arrow_array::StringArray::from(vec!["a", "a"]))),
+        ("value", Arc::new(arrow_array::StringArray::from(vec!["x", "y"]))),
+        ("ts", Arc::new(arrow_array::Int64Array::from(vec![None, Some(5)]))),
+    ]);
+    let mut asm =
+        WindowAccumulator::session("k", "ts", Duration::from_millis(10)).build(batch.schema_ref()).unwrap();
+    asm.push(&batch, 0).unwrap();
+    let dead = asm.take_dead_letters();
+    assert_eq!(errors(&dead.fragments[0]), ["late"]);
+    assert!(lines(&dead.fragments[0])[0].contains("no event time"));
+    assert_eq!(out(asm.finish().unwrap()), ["1 | 5 | 15 | 1 | 1.0 | [] | false | end_of_input"]);
 }

@@ -341,7 +341,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         open.sort_unstable();
         core.deadlines.clear();
         for (_, slot) in open {
-            core.close(slot, EmitReason::EndOfInput, true, core.watermark);
+            core.close(slot, EmitReason::EndOfInput, true, false, core.watermark);
         }
         let out = self.take_output()?;
         self.keys.clear();
@@ -361,6 +361,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             completeness: self.core.completeness,
             latency: self.core.latency.clone(),
             evicted: self.core.evicted,
+            late: self.core.late,
+            dropped_after_complete: self.core.dropped_after_complete,
+            completed_marks: self.core.tombstones,
             bytes_held: self.bytes_held(),
             ..self.stats.clone()
         };
@@ -397,8 +400,6 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// Builds the staged rows into a batch, counts them and releases them.
     fn take_output(&mut self) -> Result<Option<RecordBatch>> {
         let core = &mut self.core;
-        self.stats.late = core.late;
-        self.stats.dropped_after_complete = core.dropped_after_complete;
         if core.staged.is_empty() {
             return Ok(None);
         }
@@ -489,10 +490,17 @@ impl<A: Accumulator> Core<A> {
                 }
                 continue;
             }
-            let time = times.time(row).unwrap_or(self.watermark);
+            let time = match times.time(row) {
+                Some(t) => t,
+                // A window needs the fragment's time; other rules take the watermark.
+                None if matches!(self.rule, Rule::Tumbling { .. } | Rule::Session { .. }) => {
+                    self.reject_late(slot, row, Rejection::NoTime, rejects);
+                    continue;
+                }
+                None => self.watermark,
+            };
             if self.is_late(time) {
-                self.late += 1;
-                rejects.push(row, Rejection::Late);
+                self.reject_late(slot, row, Rejection::Late, rejects);
                 continue;
             }
             self.apply(slot, input, row, time, rejects)?;
@@ -502,6 +510,16 @@ impl<A: Accumulator> Core<A> {
             self.sweep_if_due();
         }
         Ok(())
+    }
+
+    /// Counts a late fragment and sends it to the dead-letter output; a key
+    /// interned only for it is freed with the call's other emptied slots.
+    fn reject_late(&mut self, slot: u32, row: usize, why: Rejection, rejects: &mut Rejects) {
+        self.late += 1;
+        rejects.push(row, why);
+        if self.arrival[slot as usize] == NO_GEN {
+            self.released.push(slot);
+        }
     }
 
     /// Applies one fragment: `row` of `slot`'s key at `time`.
@@ -526,23 +544,36 @@ impl<A: Accumulator> Core<A> {
                 self.done[s] = false;
                 self.tombstones -= 1;
                 self.arrival[s] = NO_GEN;
-                let (arrival, first, last, rule) = (&self.arrival, &self.first, &self.last, self.rule);
-                self.deadlines.forget_one(|d| is_live(d, rule, arrival, first, last));
+                self.forget_one();
             }
-            if self.arrival[s] == NO_GEN {
-                // Opened below.
-            } else if let Rule::Tumbling { size } = self.rule {
-                let (open, this) = (window_start(self.first[s], size), window_start(time, size));
-                if this > open {
-                    self.close(slot, EmitReason::Complete, false, time);
-                } else if this < open {
-                    // Its window closed already (a later one is open).
-                    self.late += 1;
-                    rejects.push(row, Rejection::Late);
-                    return Ok(());
+            match self.rule {
+                _ if self.arrival[s] == NO_GEN => {} // opened below
+                Rule::Tumbling { size } => {
+                    let (open, this) = (window_start(self.first[s], size), window_start(time, size));
+                    if this > open {
+                        self.close(slot, EmitReason::Complete, false, true, time);
+                    } else if this < open {
+                        // One window per key at a time: a later one is open, so this one closed.
+                        self.late += 1;
+                        rejects.push(row, Rejection::Late);
+                        return Ok(());
+                    }
                 }
-            } else if time > self.deadline_of(s) {
-                self.close(slot, self.rule.reason(), false, time);
+                Rule::Session { gap } => {
+                    let start = self.first[s];
+                    if time > self.last[s].max(start).saturating_add(gap) {
+                        self.close(slot, EmitReason::Complete, false, true, time);
+                    } else if time < start.saturating_sub(gap) {
+                        // More than a gap before the open session: a session of its own, closed.
+                        self.late += 1;
+                        rejects.push(row, Rejection::Late);
+                        return Ok(());
+                    } else if time < start {
+                        self.first[s] = time;
+                    }
+                }
+                _ if time > self.deadline_of(s) => self.close(slot, self.rule.reason(), false, true, time),
+                _ => {}
             }
         }
         if self.arrival[s] == NO_GEN {
@@ -550,7 +581,7 @@ impl<A: Accumulator> Core<A> {
                 if self.active >= max {
                     if let Some(victim) = lru.oldest() {
                         self.evicted += 1;
-                        self.close(victim, EmitReason::Evicted, false, time);
+                        self.close(victim, EmitReason::Evicted, false, false, time);
                     }
                 }
             }
@@ -560,20 +591,19 @@ impl<A: Accumulator> Core<A> {
         if let Some(lru) = &mut self.lru {
             lru.touch(slot);
         }
-        if let Rule::Session { gap } = self.rule {
+        if let Rule::Session { .. } = self.rule {
             if time > self.last[s] {
                 let had_entry = self.last[s] != Millis::MIN;
                 self.last[s] = time;
                 if had_entry {
-                    let (arrival, first, last, rule) = (&self.arrival, &self.first, &self.last, self.rule);
-                    self.deadlines.forget_one(|d| is_live(d, rule, arrival, first, last));
+                    self.forget_one();
                 }
                 let arrival = self.arrival[s];
-                self.deadlines.push(Due { deadline: time.saturating_add(gap), arrival, slot });
+                self.deadlines.push(Due { deadline: self.deadline_of(s), arrival, slot });
             }
         }
         if update.complete {
-            self.close(slot, EmitReason::Complete, false, time);
+            self.close(slot, EmitReason::Complete, false, false, time);
             return Ok(());
         }
         if self.track_sizes {
@@ -590,7 +620,7 @@ impl<A: Accumulator> Core<A> {
                 None
             };
             if let Some(reason) = reason {
-                self.close(slot, reason, false, time);
+                self.close(slot, reason, false, false, time);
             }
         }
         Ok(())
@@ -654,20 +684,23 @@ impl<A: Accumulator> Core<A> {
     /// a new one, a watermark past it closes it.
     #[inline(always)]
     fn deadline_of(&self, s: usize) -> Millis {
-        match self.rule {
-            Rule::Never => Millis::MAX,
-            Rule::AfterFirst { after, .. } => self.first[s].saturating_add(after),
-            Rule::Tumbling { size } => window_start(self.first[s], size)
-                .saturating_add(size - 1)
-                .saturating_add(self.lateness.unwrap_or(0)),
-            Rule::Session { gap } => self.last[s].max(self.first[s]).saturating_add(gap),
-        }
+        let last = self.last.get(s).copied().unwrap_or(Millis::MIN);
+        deadline(self.rule, self.lateness, self.first[s], last)
+    }
+
+    /// A generation with a heap entry ended before its deadline.
+    fn forget_one(&mut self) {
+        let (arrival, first, last) = (&self.arrival, &self.first, &self.last);
+        let (rule, lateness) = (self.rule, self.lateness);
+        self.deadlines.forget_one(|d| is_live(d, rule, lateness, arrival, first, last));
     }
 
     /// Closes `slot`'s generation: stages it and empties the slot.
-    /// `popped`: its deadline entry is already off the heap. `now`: the
-    /// time of the closing (the fragment, watermark or clock that did it).
-    fn close(&mut self, slot: u32, reason: EmitReason, popped: bool, now: Millis) {
+    /// `popped`: its deadline entry is already off the heap. `by_deadline`:
+    /// its deadline (or window end) closed it, which orders it among the
+    /// deadline closings. `now`: the time of the closing (the fragment,
+    /// watermark or clock that did it).
+    fn close(&mut self, slot: u32, reason: EmitReason, popped: bool, by_deadline: bool, now: Millis) {
         let s = slot as usize;
         let fill = self.acc.fill(slot);
         let deadline = self.deadline_of(s);
@@ -675,7 +708,15 @@ impl<A: Accumulator> Core<A> {
         let last = if self.last.is_empty() { first } else { self.last[s].max(first) };
         self.acc.stage(slot, &Generation { first, last, reason });
         let dead = reason == EmitReason::Ttl && !self.policies.flushes_partials();
-        self.staged.push(StagedRow { slot, arrival: self.arrival[s], deadline, fill, reason, dead });
+        self.staged.push(StagedRow {
+            slot,
+            arrival: self.arrival[s],
+            deadline,
+            fill,
+            reason,
+            dead,
+            by_deadline,
+        });
         self.latency.record(now.saturating_sub(first));
         self.completeness[(fill.ratio() * 10.0) as usize] += 1;
         if self.track_sizes {
@@ -697,9 +738,7 @@ impl<A: Accumulator> Core<A> {
         self.arrival[s] = NO_GEN;
         self.released.push(slot);
         if !popped && !matches!(self.rule, Rule::Never) {
-            let (arrival, rule) = (&self.arrival, self.rule);
-            let (first, last) = (&self.first, &self.last);
-            self.deadlines.forget_one(|d| is_live(d, rule, arrival, first, last));
+            self.forget_one();
         }
     }
 
@@ -714,11 +753,10 @@ impl<A: Accumulator> Core<A> {
     fn sweep(&mut self) {
         let reason = self.rule.reason();
         loop {
-            let (arrival, rule) = (&self.arrival, self.rule);
-            let (first, last) = (&self.first, &self.last);
-            let Some(due) =
-                self.deadlines.pop_due(self.watermark, |d| is_live(d, rule, arrival, first, last))
-            else {
+            let (arrival, first, last) = (&self.arrival, &self.first, &self.last);
+            let (rule, lateness) = (self.rule, self.lateness);
+            let live = |d: &Due| is_live(d, rule, lateness, arrival, first, last);
+            let Some(due) = self.deadlines.pop_due(self.watermark, live) else {
                 break;
             };
             let s = due.slot as usize;
@@ -729,7 +767,7 @@ impl<A: Accumulator> Core<A> {
                 self.arrival[s] = NO_GEN;
                 self.released.push(due.slot);
             } else {
-                self.close(due.slot, reason, true, self.watermark);
+                self.close(due.slot, reason, true, true, self.watermark);
             }
         }
     }
@@ -763,17 +801,37 @@ impl<A: Accumulator> Core<A> {
     }
 }
 
-/// Whether a heap entry still stands for its slot's open generation (or a
-/// completed key's mark).
-fn is_live(d: &Due, rule: Rule, arrival: &[u64], first: &[Millis], last: &[Millis]) -> bool {
+/// When a generation expires under `rule`: a fragment later than this
+/// starts a new generation, a watermark past it closes it.
+#[inline(always)]
+fn deadline(rule: Rule, lateness: Option<Millis>, first: Millis, last: Millis) -> Millis {
+    let lateness = lateness.unwrap_or(0);
     match rule {
-        Rule::Session { gap } => is_live_session(d, arrival[d.slot as usize], first, last, gap),
-        _ => arrival[d.slot as usize] == d.arrival,
+        Rule::Never => Millis::MAX,
+        Rule::AfterFirst { after, .. } => first.saturating_add(after),
+        Rule::Tumbling { size } => {
+            window_start(first, size).saturating_add(size - 1).saturating_add(lateness)
+        }
+        Rule::Session { gap } => last.max(first).saturating_add(gap).saturating_add(lateness),
     }
 }
 
-/// A session entry is live only if it holds the generation's current deadline.
-fn is_live_session(d: &Due, arrival: u64, first: &[Millis], last: &[Millis], gap: Millis) -> bool {
+/// Whether a heap entry still stands for its slot's open generation (or a
+/// completed key's mark). A session's entry is live only if it holds the
+/// generation's current deadline (each fragment pushes a new one).
+fn is_live(
+    d: &Due,
+    rule: Rule,
+    lateness: Option<Millis>,
+    arrival: &[u64],
+    first: &[Millis],
+    last: &[Millis],
+) -> bool {
     let s = d.slot as usize;
-    arrival == d.arrival && last[s].max(first[s]).saturating_add(gap) == d.deadline
+    match rule {
+        Rule::Session { .. } => {
+            arrival[s] == d.arrival && deadline(rule, lateness, first[s], last[s]) == d.deadline
+        }
+        _ => arrival[s] == d.arrival,
+    }
 }

@@ -26,7 +26,12 @@
 //!    dead-letter output. With [`AfterComplete::Drop`], a row of a key whose
 //!    generation completed is rejected the same way.
 //! 3. A row later than its generation's deadline first closes that
-//!    generation (reason `ttl`/`max_latency`, or `complete` for a window).
+//!    generation (reason `ttl`/`max_latency`). For windows (reason
+//!    `complete`): a row of a later tumbling window closes the key's open
+//!    one, and a row of an earlier one is late; a row more than the gap
+//!    after a session's latest fragment closes it, one more than the gap
+//!    before its first is late, one within the gap before extends it. A
+//!    window fragment without an event time is late.
 //! 4. A key without an open generation opens one; with
 //!    [`max_keys`](Policies::max_keys) open generations already, the least
 //!    recently touched one is first closed (reason `evicted`).
@@ -40,9 +45,9 @@
 //! Generations closed by the TTL go to the dead-letter output instead of the
 //! output when [`partial_flush`](Policies::partial_flush) is `false`.
 //! Everything else is emitted: one output row per key generation, in the
-//! order: closed by a row (in closing order), closed by a deadline (by
-//! deadline, then arrival), flushed by [`finish`](KeyedAccumulator::finish)
-//! (by arrival).
+//! order: closed by their content or an eviction (in closing order), closed
+//! by a deadline or a window's end (by deadline, then arrival), flushed by
+//! [`finish`](KeyedAccumulator::finish) (by arrival).
 //!
 //! # Writing an accumulator
 //!

@@ -17,7 +17,10 @@ pub enum AfterComplete {
     /// [`AccumStats::dropped_after_complete`](crate::AccumStats::dropped_after_complete)
     /// and sent to the dead-letter output) until the completed generation's
     /// deadline passes (its TTL or max latency), or for the rest of the input
-    /// when no deadline is set.
+    /// when no deadline is set. The completed key stays interned meanwhile
+    /// ([`AccumStats::completed_marks`](crate::AccumStats::completed_marks));
+    /// `max_keys` does not bound these marks, so set a TTL on an unbounded
+    /// stream.
     Drop,
 }
 
@@ -44,8 +47,10 @@ pub struct Policies {
     /// Emit what is there once a generation has waited this long since its
     /// first fragment (reason `max_latency`).
     pub max_latency: Option<Duration>,
-    /// TTL: an incomplete generation this old is flushed as a partial
-    /// (reason `ttl`), or dead-lettered when `partial_flush` is `false`.
+    /// TTL: an incomplete generation is flushed as a partial (reason `ttl`),
+    /// or dead-lettered when `partial_flush` is `false`, once the watermark
+    /// (event time) or the clock (processing time) is past its first
+    /// fragment's time plus this.
     pub partial_flush_after: Option<Duration>,
     /// `false`: generations expired by the TTL go to the dead-letter output
     /// instead of the output. Default `true`.
@@ -59,10 +64,15 @@ pub struct Policies {
     pub max_keys: Option<u64>,
     /// Event time: a fragment older than the watermark minus this is late:
     /// counted and sent to the dead-letter output. `None`: no fragment is
-    /// late (for tumbling windows: a fragment of a window the watermark
-    /// already closed is late whatever this is). The watermark is this
-    /// instance's: with several hash shards, each shard's watermark follows
-    /// its own rows and the input-wide watermark the engine passes on.
+    /// late. Windows stay open this much past their end (a tumbling window
+    /// until the watermark passes its end plus this; a session until it
+    /// passes its last fragment plus the gap plus this); a fragment of a
+    /// window the watermark already closed is late whatever this is. Each
+    /// key holds one window at a time: a fragment of a later tumbling window
+    /// closes the key's open one, so this covers disorder *across* keys.
+    /// The watermark is this instance's: with several hash shards, each
+    /// shard's watermark follows its own rows and the input-wide watermark
+    /// the engine passes on.
     pub allowed_lateness: Option<Duration>,
     /// An extra completeness condition (reason `predicate` when it holds
     /// before the accumulator's own condition).

@@ -16,13 +16,18 @@ pub const ERROR_COLUMN: &str = "_error";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rejection {
     Late,
+    /// A window accumulator's fragment without an event time.
+    NoTime,
     AfterComplete,
 }
 
 impl Rejection {
     fn message(self) -> &'static str {
         match self {
-            Rejection::Late => "late: event time before the watermark minus the allowed lateness",
+            Rejection::Late => {
+                "late: event time before the watermark minus the allowed lateness, or of a closed window"
+            }
+            Rejection::NoTime => "late: no event time (a window needs one)",
             Rejection::AfterComplete => "after_complete: the key's generation already completed",
         }
     }

@@ -33,6 +33,9 @@ pub(crate) struct StagedRow {
     pub(crate) reason: EmitReason,
     /// Goes to the dead-letter output (a TTL expiry with partial flush off).
     pub(crate) dead: bool,
+    /// Closed by its deadline or window end (by a fragment past it or by the
+    /// watermark), not by its own content.
+    pub(crate) by_deadline: bool,
 }
 
 impl StagedRow {
@@ -40,8 +43,8 @@ impl StagedRow {
     /// its staging position, which breaks every remaining tie.
     fn order_key(&self, index: usize) -> (u8, Millis, u64, usize) {
         match self.reason {
-            EmitReason::Ttl | EmitReason::MaxLatency => (1, self.deadline, self.arrival, index),
             EmitReason::EndOfInput => (2, 0, self.arrival, index),
+            _ if self.by_deadline => (1, self.deadline, self.arrival, index),
             _ => (0, 0, 0, index),
         }
     }
@@ -134,7 +137,8 @@ mod tests {
     use super::*;
 
     fn row(reason: EmitReason, deadline: Millis, arrival: u64) -> StagedRow {
-        StagedRow { slot: 0, arrival, deadline, fill: Fill::default(), reason, dead: false }
+        let by_deadline = matches!(reason, EmitReason::Ttl | EmitReason::MaxLatency);
+        StagedRow { slot: 0, arrival, deadline, fill: Fill::default(), reason, dead: false, by_deadline }
     }
 
     #[test]
