@@ -24,7 +24,8 @@ use arrow_array::{
 };
 use common::batch_of;
 use garner_accum::{
-    AfterComplete, CountAccumulator, KeyedAccumulator, Policies, TimeMode, VarSet, WithPolicies, ERROR_COLUMN,
+    AfterComplete, CountAccumulator, KeyedAccumulator, Policies, TimeMode, VarSet, WindowAccumulator,
+    WithPolicies, ERROR_COLUMN,
 };
 use proptest::prelude::*;
 use quickcheck::{QuickCheck, TestResult};
@@ -345,4 +346,97 @@ fn count_accumulator_conserves_every_fragment() {
     QuickCheck::new()
         .tests(300)
         .quickcheck(count_conserves as fn(Vec<(u8, u8)>, u8, u8, bool, bool) -> TestResult);
+}
+
+/// Window accumulators: every fragment lands in exactly one window's
+/// `items` or the dead-letter output, inside its window's bounds; tumbling
+/// windows of one key never repeat; the output does not depend on the cut.
+fn window_run(
+    w: &WindowAccumulator,
+    stream: &[Frag],
+    cuts: &[usize],
+) -> (Vec<(u64, i64, i64, Vec<i64>)>, Vec<i64>) {
+    let mut acc = w.build(to_batch(&[], 0).schema_ref()).unwrap();
+    let (mut rows, mut rejected) = (Vec::new(), Vec::new());
+    let mut take = |b: &RecordBatch, rows: &mut Vec<(u64, i64, i64, Vec<i64>)>| {
+        let keys = b.column(0).as_primitive::<UInt64Type>();
+        let starts = b.column_by_name("window_start").unwrap().as_primitive::<Int64Type>();
+        let ends = b.column_by_name("window_end").unwrap().as_primitive::<Int64Type>();
+        let items = b.column_by_name("items").unwrap().as_list::<i32>();
+        for r in 0..b.num_rows() {
+            let list = items.value(r);
+            let ids = list.as_primitive::<Int64Type>().values().to_vec();
+            rows.push((keys.value(r), starts.value(r), ends.value(r), ids));
+        }
+    };
+    let (mut at, mut cut) = (0, 0);
+    while at < stream.len() {
+        let size = cuts[cut % cuts.len()].min(stream.len() - at);
+        if let Some(b) = acc.push(&to_batch(&stream[at..at + size], at), 0).unwrap() {
+            take(&b, &mut rows);
+        }
+        at += size;
+        cut += 1;
+    }
+    if let Some(b) = acc.finish().unwrap() {
+        take(&b, &mut rows);
+    }
+    for b in acc.take_dead_letters().fragments {
+        rejected.extend(b.column_by_name("value").unwrap().as_primitive::<Int64Type>().values().iter());
+    }
+    assert_eq!(acc.resident_keys(), 0);
+    rows.sort();
+    rejected.sort_unstable();
+    (rows, rejected)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn windows_hold_every_fragment_once_within_their_bounds(
+        (stream, cuts) in streams(),
+        session in any::<bool>(),
+        length in 5u64..80,
+        lateness in prop::option::of(0u64..100),
+    ) {
+        let d = Duration::from_millis(length);
+        let mut w = if session {
+            WindowAccumulator::session("k", "ts", d)
+        } else {
+            WindowAccumulator::tumbling("k", "ts", d)
+        }
+        .value_column("value");
+        if let Some(l) = lateness {
+            w = w.allowed_lateness(Duration::from_millis(l));
+        }
+        // Keys only (windows take every row); drop null keys, which are ignored.
+        let stream: Vec<Frag> = stream.into_iter().filter(|f| f.key.is_some()).collect();
+        let (rows, rejected) = window_run(&w, &stream, &cuts);
+        let mut ids: Vec<i64> = rows.iter().flat_map(|r| r.3.iter().copied()).chain(rejected.iter().copied()).collect();
+        ids.sort_unstable();
+        prop_assert_eq!(ids, (0..stream.len() as i64).collect::<Vec<_>>(), "every fragment exactly once");
+        let length = length as i64;
+        for (key, start, end, items) in &rows {
+            prop_assert!(!items.is_empty());
+            for &id in items {
+                let f = stream[id as usize];
+                prop_assert_eq!(f.key, Some(*key));
+                if session {
+                    prop_assert!(*start <= f.time && f.time + length <= *end, "{} outside [{}, {})", f.time, start, end);
+                } else {
+                    prop_assert!(*start <= f.time && f.time < *end && end - start == length);
+                }
+            }
+        }
+        if !session {
+            let mut seen = HashSet::new();
+            for (key, start, _, _) in &rows {
+                prop_assert!(seen.insert((*key, *start)), "window {start} of key {key} emitted twice");
+            }
+        }
+        let (one_rows, one_rejected) = window_run(&w, &stream, &[1]);
+        prop_assert_eq!(rows, one_rows);
+        prop_assert_eq!(rejected, one_rejected);
+    }
 }
