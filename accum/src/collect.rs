@@ -18,6 +18,7 @@ use crate::{
     columns::ColumnPlan,
     error::{Error, Result},
     keyed::{Accumulator, Fill, Generation, Update, WindowRule},
+    spill_codec,
     time::Millis,
     values::{build_column, ColumnValues, ValueKind},
 };
@@ -245,6 +246,57 @@ impl Accumulator for CollectState {
         if self.arena.wants_compaction() {
             self.compact();
         }
+    }
+
+    fn spill(&mut self, slot: u32, out: &mut Vec<u8>) -> Result<bool> {
+        let s = slot as usize;
+        spill_codec::put_u64(out, std::mem::take(&mut self.counts[s]));
+        if self.collected.is_some() {
+            let items = std::mem::take(&mut self.items[s]);
+            spill_codec::put_u32(out, items.len() as u32);
+            for &r in &items {
+                let value = if r.is_stored() { Some(self.arena.get(r)) } else { None };
+                spill_codec::put_value(out, Some(value));
+                self.arena.release(r);
+            }
+            self.held_refs -= items.len();
+            self.items[s] = items;
+            self.items[s].clear();
+        }
+        Ok(true)
+    }
+
+    fn restore(&mut self, slot: u32, bytes: &[u8]) -> Result<()> {
+        let s = slot as usize;
+        let mut r = spill_codec::Reader::new(bytes);
+        let count = r.u64()?;
+        let mut values = Vec::new();
+        if self.collected.is_some() {
+            let n = r.u32()?;
+            for _ in 0..n {
+                values.push(r.value()?.flatten());
+            }
+        }
+        r.finish()?;
+        self.counts[s] = count;
+        for v in values {
+            let stored = match v {
+                None => ValueRef::NULL,
+                Some(bytes) => match self.arena.try_push(bytes) {
+                    Some(r) => r,
+                    None => {
+                        self.compact();
+                        self.arena.try_push(bytes).ok_or(Error::StateTooLarge {
+                            what: "the collected values",
+                            limit: u64::from(u32::MAX),
+                        })?
+                    }
+                },
+            };
+            self.items[s].push(stored);
+            self.held_refs += 1;
+        }
+        Ok(())
     }
 
     fn window(&self) -> Option<WindowRule> {

@@ -130,6 +130,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// The spill store failed (I/O, or it could not be set up).
+    #[error("spill: {0}")]
+    Spill(String),
+
     /// A broken invariant: a bug in this crate.
     #[error("internal error (a bug in garner-accum): {0}")]
     Internal(String),

@@ -47,6 +47,7 @@ pub mod keyed;
 mod keys;
 mod prefetch;
 mod slot_table;
+mod spill_codec;
 mod stats;
 mod time;
 mod values;
@@ -59,8 +60,8 @@ pub use count::{CountAccumulator, CountAssembler};
 pub use error::{Error, Result};
 pub use keyed::{
     Accumulator, AccumulatorSpec, AfterComplete, DeadLetters, EmitReason, Fill, Generation, KeyView,
-    KeyedAccumulator, Policies, Predicate, RunningAccumulator, Update, WindowRule, WithPolicies,
-    ERROR_COLUMN,
+    KeyedAccumulator, Policies, Predicate, RunningAccumulator, SpillOptions, Update, WindowRule,
+    WithPolicies, ERROR_COLUMN,
 };
 pub use stats::{AccumStats, LatencyHistogram};
 pub use time::{max_event_time, Millis, TimeMode};

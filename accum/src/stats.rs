@@ -37,6 +37,20 @@ pub struct AccumStats {
     /// Completed keys currently remembered for `after_complete = drop`
     /// (until their deadline, or the end of input without one).
     pub completed_marks: u64,
+    /// Generations currently spilled out of memory.
+    pub spilled_keys: u64,
+    /// Generations written to the spill store.
+    pub spill_writes: u64,
+    /// Generations read back from the spill store.
+    pub spill_reads: u64,
+    /// Spilled generations that could not be read back (emitted with
+    /// reason `corrupted`).
+    pub spill_corrupted: u64,
+    /// Generations the spill store had no room for (emitted as partials
+    /// with reason `evicted`).
+    pub spill_failures: u64,
+    /// Bytes the spill store holds.
+    pub spilled_bytes: u64,
     /// Fragments that repeated a variable already present in their key
     /// generation (kept or overwritten according to the repeat policy).
     pub duplicate_fragments: u64,
@@ -141,6 +155,12 @@ impl AccumStats {
         self.dropped_after_complete += other.dropped_after_complete;
         self.expired_dead_lettered += other.expired_dead_lettered;
         self.completed_marks += other.completed_marks;
+        self.spilled_keys += other.spilled_keys;
+        self.spill_writes += other.spill_writes;
+        self.spill_reads += other.spill_reads;
+        self.spill_corrupted += other.spill_corrupted;
+        self.spill_failures += other.spill_failures;
+        self.spilled_bytes += other.spilled_bytes;
         self.duplicate_fragments += other.duplicate_fragments;
         self.unknown_var_fragments += other.unknown_var_fragments;
         self.null_key_fragments += other.null_key_fragments;

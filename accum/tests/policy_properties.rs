@@ -351,14 +351,13 @@ fn count_accumulator_conserves_every_fragment() {
 /// Window accumulators: every fragment lands in exactly one window's
 /// `items` or the dead-letter output, inside its window's bounds; tumbling
 /// windows of one key never repeat; the output does not depend on the cut.
-fn window_run(
-    w: &WindowAccumulator,
-    stream: &[Frag],
-    cuts: &[usize],
-) -> (Vec<(u64, i64, i64, Vec<i64>)>, Vec<i64>) {
+/// One emitted window: key, start, end, fragment ids.
+type WindowRow = (u64, i64, i64, Vec<i64>);
+
+fn window_run(w: &WindowAccumulator, stream: &[Frag], cuts: &[usize]) -> (Vec<WindowRow>, Vec<i64>) {
     let mut acc = w.build(to_batch(&[], 0).schema_ref()).unwrap();
     let (mut rows, mut rejected) = (Vec::new(), Vec::new());
-    let mut take = |b: &RecordBatch, rows: &mut Vec<(u64, i64, i64, Vec<i64>)>| {
+    let take = |b: &RecordBatch, rows: &mut Vec<WindowRow>| {
         let keys = b.column(0).as_primitive::<UInt64Type>();
         let starts = b.column_by_name("window_start").unwrap().as_primitive::<Int64Type>();
         let ends = b.column_by_name("window_end").unwrap().as_primitive::<Int64Type>();

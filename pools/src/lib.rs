@@ -4,10 +4,16 @@
 //! - [`ByteSize`], a byte count parsed from and printed as `"512MiB"`;
 //! - [`MemoryBudget`] and its RAII [`Reservation`]s: the sum of live
 //!   reservations never exceeds the budget's limit;
-//! - [`PoolStats`], the plain stats struct the engine's telemetry reads.
+//! - [`PoolStats`], the plain stats struct the engine's telemetry reads;
+//! - [`SpillStore`], bounded three-tier storage (lz4 in memory → mmap'd
+//!   segments → plain files) of checksummed spill records, configured by
+//!   [`SpillConfig`]; the optional `encrypt` feature seals records with
+//!   AES-256-GCM.
 
 mod budget;
 mod size;
+mod spill;
 
 pub use budget::{MemoryBudget, PoolStats, Reservation, ResourcesExhausted};
 pub use size::{ByteSize, ParseByteSizeError};
+pub use spill::{SpillConfig, SpillError, SpillHandle, SpillStats, SpillStore, Tier};

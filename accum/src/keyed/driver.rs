@@ -29,6 +29,7 @@ use super::{
     lru::Lru,
     policy::{AfterComplete, Policies},
     rejects::{with_error_column, Rejection, Rejects},
+    spill::{Spill, SpillOptions, IN_MEMORY, RESTORED, SPILLED},
     staging::{build, StagedRow},
     Accumulator, EmitReason, Generation, KeyView, WindowRule,
 };
@@ -140,6 +141,8 @@ struct Core<A: Accumulator> {
     /// Slots holding a completed generation's mark (`AfterComplete::Drop`).
     done: Vec<bool>,
     deadlines: Deadlines,
+    /// Spilling, when enabled ([`KeyedAccumulator::with_spill`]).
+    spill: Option<Spill>,
     staged: Vec<StagedRow>,
     /// Slots emptied during this call, freed once the output is built.
     released: Vec<u32>,
@@ -219,6 +222,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 bytes: Vec::new(),
                 done: Vec::new(),
                 deadlines: Deadlines::default(),
+                spill: None,
                 staged: Vec::new(),
                 released: Vec::new(),
                 watermark: Millis::MIN,
@@ -247,6 +251,28 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// `acc_spilled`, `acc_reason`.
     pub fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// Spills generations out of memory when the state passes
+    /// `options.limit_bytes` (see [`SpillOptions`]). Errors when the store
+    /// cannot be set up or the options cannot work.
+    pub fn with_spill(mut self, options: SpillOptions) -> Result<Self> {
+        let mut spill = Spill::new(options)?;
+        spill.state.resize(self.core.arrival.len(), IN_MEMORY);
+        self.core.spill = Some(spill);
+        Ok(self)
+    }
+
+    /// Test hook: flips a byte of every spilled record, so the next read of
+    /// each fails its checksum. Returns how many records it damaged.
+    #[doc(hidden)]
+    pub fn corrupt_spilled_for_test(&mut self) -> usize {
+        let Some(spill) = &mut self.core.spill else { return 0 };
+        let handles: Vec<_> = spill.handles.values().copied().collect();
+        for &h in &handles {
+            spill.store.corrupt_for_test(h);
+        }
+        handles.len()
     }
 
     /// The accumulator being driven.
@@ -365,6 +391,12 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             dropped_after_complete: self.core.dropped_after_complete,
             completed_marks: self.core.tombstones,
             bytes_held: self.bytes_held(),
+            spilled_keys: self.core.spill.as_ref().map_or(0, |s| s.handles.len() as u64),
+            spill_writes: self.core.spill.as_ref().map_or(0, |s| s.writes),
+            spill_reads: self.core.spill.as_ref().map_or(0, |s| s.reads),
+            spill_corrupted: self.core.spill.as_ref().map_or(0, |s| s.corrupted),
+            spill_failures: self.core.spill.as_ref().map_or(0, |s| s.failures),
+            spilled_bytes: self.core.spill.as_ref().map_or(0, |s| s.stats().bytes_stored),
             ..self.stats.clone()
         };
         self.core.acc.add_stats(&mut stats);
@@ -384,6 +416,10 @@ impl<A: Accumulator> KeyedAccumulator<A> {
 
     /// Step 4: builds the staged rows and frees emptied slots.
     fn emit(&mut self) -> Result<Option<RecordBatch>> {
+        if self.core.spill.is_some() {
+            let held = self.bytes_held();
+            self.core.maybe_spill(held)?;
+        }
         let out = self.take_output()?;
         let (arrival, keys) = (&self.core.arrival, &self.keys);
         // A slot may be listed twice, or reopened since: free each empty one once.
@@ -465,6 +501,9 @@ impl<A: Accumulator> Core<A> {
         if self.policies.after_complete == AfterComplete::Drop {
             self.done.resize(slots, false);
         }
+        if let Some(spill) = &mut self.spill {
+            spill.state.resize(slots, IN_MEMORY);
+        }
         self.acc.reserve(slots);
     }
 
@@ -533,6 +572,10 @@ impl<A: Accumulator> Core<A> {
         rejects: &mut Rejects,
     ) -> Result<()> {
         let s = slot as usize;
+        if self.is_spilled(s) && !self.rehydrate(slot) {
+            // Unreadable: what is known of the generation goes out as `corrupted`.
+            self.close(slot, EmitReason::Corrupted, false, false, time);
+        }
         if self.arrival[s] != NO_GEN {
             if !self.done.is_empty() && self.done[s] {
                 if time <= self.deadline_of(s) {
@@ -673,6 +716,9 @@ impl<A: Accumulator> Core<A> {
         self.arrival[s] = arrival;
         self.active += 1;
         self.first[s] = time;
+        if let Some(spill) = &mut self.spill {
+            spill.state[s] = IN_MEMORY;
+        }
         match self.rule {
             Rule::Never => {}
             Rule::Session { .. } => self.last[s] = Millis::MIN,
@@ -700,8 +746,12 @@ impl<A: Accumulator> Core<A> {
     /// its deadline (or window end) closed it, which orders it among the
     /// deadline closings. `now`: the time of the closing (the fragment,
     /// watermark or clock that did it).
-    fn close(&mut self, slot: u32, reason: EmitReason, popped: bool, by_deadline: bool, now: Millis) {
+    fn close(&mut self, slot: u32, mut reason: EmitReason, popped: bool, by_deadline: bool, now: Millis) {
         let s = slot as usize;
+        if self.is_spilled(s) && !self.rehydrate(slot) {
+            reason = EmitReason::Corrupted;
+        }
+        let spilled = self.spill.as_ref().is_some_and(|sp| sp.state[s] != IN_MEMORY);
         let fill = self.acc.fill(slot);
         let deadline = self.deadline_of(s);
         let first = self.first[s];
@@ -716,6 +766,7 @@ impl<A: Accumulator> Core<A> {
             reason,
             dead,
             by_deadline,
+            spilled,
         });
         self.latency.record(now.saturating_sub(first));
         self.completeness[(fill.ratio() * 10.0) as usize] += 1;
@@ -740,6 +791,83 @@ impl<A: Accumulator> Core<A> {
         if !popped && !matches!(self.rule, Rule::Never) {
             self.forget_one();
         }
+    }
+
+    /// Whether `s`'s generation is out of memory.
+    #[inline(always)]
+    fn is_spilled(&self, s: usize) -> bool {
+        self.spill.as_ref().is_some_and(|sp| sp.state[s] == SPILLED)
+    }
+
+    /// Brings `slot`'s spilled generation back; `false` when its record
+    /// could not be read (counted; the slot is left empty).
+    fn rehydrate(&mut self, slot: u32) -> bool {
+        let Some(spill) = &mut self.spill else { return true };
+        let s = slot as usize;
+        spill.state[s] = RESTORED;
+        let Some(handle) = spill.handles.remove(&slot) else {
+            spill.corrupted += 1;
+            return false;
+        };
+        spill.reads += 1;
+        match spill.store.take(handle) {
+            Ok(bytes) if self.acc.restore(slot, &bytes).is_ok() => true,
+            _ => {
+                spill.corrupted += 1;
+                false
+            }
+        }
+    }
+
+    /// Spills open generations when the state holds more than the limit:
+    /// lowest completeness first, then the oldest, down to the low-water
+    /// mark. A generation the store has no room for is closed as a partial
+    /// (reason `evicted`, counted in `spill_failures`): nothing is lost.
+    fn maybe_spill(&mut self, held: u64) -> Result<()> {
+        let Some(spill) = &self.spill else { return Ok(()) };
+        if held <= spill.options.limit_bytes {
+            return Ok(());
+        }
+        let mut to_free = held.saturating_sub(spill.low_water());
+        let mut victims: Vec<(u32, u64, u32)> = (0..self.arrival.len())
+            .filter(|&s| {
+                self.arrival[s] != NO_GEN
+                    && spill.state[s] != SPILLED
+                    && !self.done.get(s).copied().unwrap_or(false)
+            })
+            .map(|s| (self.acc.fill(s as u32).present, self.arrival[s], s as u32))
+            .collect();
+        victims.sort_unstable();
+        let mut buf = Vec::new();
+        for (_, _, slot) in victims {
+            if to_free == 0 {
+                break;
+            }
+            buf.clear();
+            if !self.acc.spill(slot, &mut buf)? {
+                break; // this accumulator keeps everything in memory
+            }
+            let Some(spill) = &mut self.spill else { break };
+            match spill.store.put(&buf) {
+                Ok(handle) => {
+                    spill.handles.insert(slot, handle);
+                    spill.state[slot as usize] = SPILLED;
+                    spill.writes += 1;
+                    to_free = to_free.saturating_sub(buf.len() as u64 + 16);
+                }
+                Err(_) => {
+                    // No tier has room: the generation stays whole and leaves as a partial.
+                    spill.failures += 1;
+                    self.acc.restore(slot, &buf)?;
+                    self.evicted += 1;
+                    let at = self.watermark;
+                    self.close(slot, EmitReason::Evicted, false, false, at);
+                    to_free = to_free.saturating_sub(buf.len() as u64);
+                }
+            }
+        }
+        self.acc.maintain();
+        Ok(())
     }
 
     /// Closes every generation whose deadline is before the watermark.
@@ -785,6 +913,12 @@ impl<A: Accumulator> Core<A> {
         }
         self.deadlines.clear();
         self.released.clear();
+        if let Some(spill) = &mut self.spill {
+            for (_, h) in spill.handles.drain() {
+                spill.store.free(h);
+            }
+            spill.state.clear();
+        }
         self.active = 0;
         self.tombstones = 0;
         self.acc.reset();
@@ -797,6 +931,7 @@ impl<A: Accumulator> Core<A> {
             + self.lru.as_ref().map_or(0, Lru::bytes_held)
             + self.deadlines.bytes_held()
             + self.staged.capacity() * std::mem::size_of::<StagedRow>()
+            + self.spill.as_ref().map_or(0, Spill::bytes_held)
             + self.acc.bytes_held()
     }
 }

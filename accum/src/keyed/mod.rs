@@ -111,6 +111,7 @@ mod dynamic;
 mod lru;
 mod policy;
 mod rejects;
+mod spill;
 mod staging;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -119,6 +120,7 @@ use arrow_schema::FieldRef;
 pub use driver::{DeadLetters, KeyedAccumulator};
 pub use dynamic::{AccumulatorSpec, RunningAccumulator};
 pub use policy::{AfterComplete, Policies, Predicate, WithPolicies};
+pub use spill::SpillOptions;
 
 use crate::{error::Result, time::Millis};
 
@@ -144,6 +146,9 @@ pub enum EmitReason {
     MaxLatency,
     /// [`KeyedAccumulator::finish`] flushed it.
     EndOfInput,
+    /// Its spilled state could not be read back: what the driver knows of
+    /// it (the key) is emitted, its values are missing.
+    Corrupted,
 }
 
 impl EmitReason {
@@ -158,6 +163,7 @@ impl EmitReason {
             EmitReason::Ttl => "ttl",
             EmitReason::MaxLatency => "max_latency",
             EmitReason::EndOfInput => "end_of_input",
+            EmitReason::Corrupted => "corrupted",
         }
     }
 }
@@ -321,6 +327,23 @@ pub trait Accumulator: Send + Sync + std::fmt::Debug {
 
     /// Called once per call after the output is built: a chance to compact.
     fn maintain(&mut self) {}
+
+    /// Serializes `slot`'s open generation, appending to `out`, and empties
+    /// the slot (as [`stage`](Self::stage) does, without staging), so the
+    /// generation can leave memory; [`restore`](Self::restore) brings it
+    /// back. Returns `false` (and changes nothing) when this accumulator
+    /// cannot spill, the default.
+    fn spill(&mut self, _slot: u32, _out: &mut Vec<u8>) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Restores into the empty `slot` a generation that
+    /// [`spill`](Self::spill) wrote as `bytes`. An error means the bytes
+    /// are not a spilled generation of this accumulator (the slot stays
+    /// empty).
+    fn restore(&mut self, _slot: u32, _bytes: &[u8]) -> Result<()> {
+        Err(crate::Error::Internal("restore called on an accumulator that does not spill".into()))
+    }
 
     /// Adds the accumulator's own counters (say, `duplicate_fragments`).
     fn add_stats(&self, _stats: &mut crate::AccumStats) {}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_array::{
     builder::StringBuilder, ArrayRef, BooleanArray, Float64Array, ListArray, RecordBatch, StringArray,
 };
-use arrow_buffer::{BooleanBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::SchemaRef;
 
 use super::{rejects::ERROR_COLUMN, Accumulator, EmitReason, Fill};
@@ -36,6 +36,8 @@ pub(crate) struct StagedRow {
     /// Closed by its deadline or window end (by a fragment past it or by the
     /// watermark), not by its own content.
     pub(crate) by_deadline: bool,
+    /// Was spilled out of memory at least once (`acc_spilled`).
+    pub(crate) spilled: bool,
 }
 
 impl StagedRow {
@@ -75,7 +77,7 @@ pub(crate) fn build<A: Accumulator>(
         acc.build(order, &mut columns)?;
         columns.push(Arc::new(Float64Array::from_iter_values(order.iter().map(|&i| rows[i].fill.ratio()))));
         columns.push(missing_vars(rows, order, acc)?);
-        columns.push(Arc::new(BooleanArray::new(BooleanBuffer::new_unset(order.len()), None)));
+        columns.push(Arc::new(BooleanArray::from_iter(order.iter().map(|&i| Some(rows[i].spilled)))));
         columns.push(Arc::new(StringArray::from_iter_values(order.iter().map(|&i| rows[i].reason.as_str()))));
         Ok(columns)
     };
@@ -138,7 +140,16 @@ mod tests {
 
     fn row(reason: EmitReason, deadline: Millis, arrival: u64) -> StagedRow {
         let by_deadline = matches!(reason, EmitReason::Ttl | EmitReason::MaxLatency);
-        StagedRow { slot: 0, arrival, deadline, fill: Fill::default(), reason, dead: false, by_deadline }
+        StagedRow {
+            slot: 0,
+            arrival,
+            deadline,
+            fill: Fill::default(),
+            reason,
+            dead: false,
+            by_deadline,
+            spilled: false,
+        }
     }
 
     #[test]

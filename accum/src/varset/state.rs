@@ -21,6 +21,7 @@ use crate::{
     arena::{ByteArena, ValueRef},
     error::{Error, Result},
     keyed::{Accumulator, Fill, Generation, Update},
+    spill_codec,
     values::{build_column, ColumnValues},
     AccumStats,
 };
@@ -206,6 +207,42 @@ impl Accumulator for VarSetState {
         if self.arena.wants_compaction() {
             self.compact();
         }
+    }
+
+    fn spill(&mut self, slot: u32, out: &mut Vec<u8>) -> Result<bool> {
+        let s = slot as usize;
+        for at in s * self.vars..(s + 1) * self.vars {
+            let r = self.values[at];
+            let value = if r.is_absent() {
+                None
+            } else if r.is_stored() {
+                Some(Some(self.arena.get(r)))
+            } else {
+                Some(None)
+            };
+            spill_codec::put_value(out, value);
+            self.arena.release(r);
+            self.values[at] = ValueRef::ABSENT;
+        }
+        self.presence.clear(slot);
+        Ok(true)
+    }
+
+    fn restore(&mut self, slot: u32, bytes: &[u8]) -> Result<()> {
+        let s = slot as usize;
+        let mut r = spill_codec::Reader::new(bytes);
+        let mut restored = Vec::with_capacity(self.vars);
+        for _ in 0..self.vars {
+            restored.push(r.value()?);
+        }
+        r.finish()?;
+        for (var, value) in restored.into_iter().enumerate() {
+            if let Some(value) = value {
+                self.presence.insert(slot, var as u32);
+                self.values[s * self.vars + var] = self.store(value)?;
+            }
+        }
+        Ok(())
     }
 
     fn add_stats(&self, stats: &mut AccumStats) {

@@ -1,0 +1,95 @@
+//! Spilling key generations out of memory and back.
+//!
+//! With [`KeyedAccumulator::with_spill`](super::KeyedAccumulator::with_spill)
+//! the driver watches the bytes its state holds after every call. Above the
+//! limit, it spills open generations — lowest completeness first, then the
+//! oldest — until the state is under the low-water mark (hysteresis: a
+//! batch of victims, not one key per call). A spilled generation keeps its
+//! key, arrival and deadline in memory; the accumulator's state for it
+//! (VarSet values, collected items) goes to the [`SpillStore`] (lz4 in
+//! memory, then memory-mapped segment files, then plain files). The next
+//! fragment of the key, or its closing (deadline, eviction, end of input),
+//! brings it back first. Rows of generations that were spilled have
+//! `acc_spilled = true`.
+
+use garner_pools::{SpillConfig, SpillError, SpillHandle, SpillStats, SpillStore};
+
+use crate::error::{Error, Result};
+
+/// How an accumulator instance spills.
+#[derive(Debug, Clone)]
+pub struct SpillOptions {
+    /// Spill when the state holds more than this many bytes.
+    pub limit_bytes: u64,
+    /// Spill down to this share of the limit (default 0.75).
+    pub low_water: f64,
+    /// The store's tiers.
+    pub store: SpillConfig,
+}
+
+impl SpillOptions {
+    /// Spill above `limit_bytes`, down to 75% of it, into a default store.
+    pub fn limit(limit_bytes: u64) -> Self {
+        SpillOptions { limit_bytes, low_water: 0.75, store: SpillConfig::default() }
+    }
+}
+
+/// Per-slot spill state.
+pub(crate) const IN_MEMORY: u8 = 0;
+pub(crate) const SPILLED: u8 = 1;
+pub(crate) const RESTORED: u8 = 2;
+
+/// The driver's spill state.
+#[derive(Debug)]
+pub(crate) struct Spill {
+    pub(crate) options: SpillOptions,
+    pub(crate) store: SpillStore,
+    /// `IN_MEMORY`, `SPILLED` or `RESTORED` (was spilled, back in memory), per slot.
+    pub(crate) state: Vec<u8>,
+    pub(crate) handles: hashbrown::HashMap<u32, SpillHandle>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) writes: u64,
+    pub(crate) reads: u64,
+    pub(crate) corrupted: u64,
+    pub(crate) failures: u64,
+}
+
+impl Spill {
+    pub(crate) fn new(options: SpillOptions) -> Result<Self> {
+        if !(0.0..=1.0).contains(&options.low_water) {
+            return Err(Error::BadPolicy {
+                policy: "spill low_water",
+                reason: "must be between 0 and 1".into(),
+            });
+        }
+        let store = SpillStore::new(options.store.clone()).map_err(spill_error)?;
+        Ok(Spill {
+            options,
+            store,
+            state: Vec::new(),
+            handles: hashbrown::HashMap::new(),
+            buf: Vec::new(),
+            writes: 0,
+            reads: 0,
+            corrupted: 0,
+            failures: 0,
+        })
+    }
+
+    pub(crate) fn low_water(&self) -> u64 {
+        (self.options.limit_bytes as f64 * self.options.low_water) as u64
+    }
+
+    pub(crate) fn stats(&self) -> SpillStats {
+        self.store.stats()
+    }
+
+    pub(crate) fn bytes_held(&self) -> usize {
+        self.state.capacity() + self.handles.capacity() * 16 + self.buf.capacity()
+    }
+}
+
+/// A store error as an accumulator error.
+pub(crate) fn spill_error(e: SpillError) -> Error {
+    Error::Spill(e.to_string())
+}

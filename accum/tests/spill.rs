@@ -1,0 +1,154 @@
+//! Spilling is transparent: with a limit small enough to spill most keys,
+//! the output equals the output without spilling (as a multiset, ignoring
+//! `acc_spilled`); a corrupted record and a full store lose nothing
+//! silently.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use arrow_array::{cast::AsArray, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
+use common::{batch_of, lines};
+use garner_accum::{CountAccumulator, SpillOptions, TimeMode, VarSet, WithPolicies};
+use garner_pools::SpillConfig;
+use proptest::prelude::*;
+
+const VARS: [&str; 4] = ["w", "x", "y", "z"];
+
+fn to_batch(rows: &[(u64, usize, i64)], first_id: usize) -> RecordBatch {
+    batch_of(&[
+        ("k", Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef),
+        ("var", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| VARS[r.1])))),
+        (
+            "value",
+            Arc::new(StringArray::from_iter_values(
+                (first_id..first_id + rows.len()).map(|i| format!("v{i}")),
+            )),
+        ),
+        ("ts", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+    ])
+}
+
+/// Runs `stream` in batches of `cut` rows; returns the output lines without
+/// the `acc_spilled` column (sorted) and the spilled flags.
+fn run(
+    acc: &mut dyn garner_accum::RunningAccumulator,
+    stream: &[(u64, usize, i64)],
+    cut: usize,
+) -> (Vec<String>, usize) {
+    let mut out = Vec::new();
+    let mut spilled = 0;
+    let mut take = |b: RecordBatch| {
+        let flags = b.column_by_name("acc_spilled").unwrap().as_boolean().clone();
+        spilled += flags.true_count();
+        let i = b.schema().index_of("acc_spilled").unwrap();
+        let mut b = b;
+        b.remove_column(i);
+        out.extend(lines(&b));
+    };
+    for (n, chunk) in stream.chunks(cut.max(1)).enumerate() {
+        if let Some(b) = acc.push(&to_batch(chunk, n * cut), 0).unwrap() {
+            take(b);
+        }
+    }
+    if let Some(b) = acc.finish().unwrap() {
+        take(b);
+    }
+    out.sort();
+    (out, spilled)
+}
+
+fn stream() -> impl Strategy<Value = (Vec<(u64, usize, i64)>, usize)> {
+    (prop::collection::vec((0u64..200, 0usize..4, 0i64..1000), 1..600), 1usize..64).prop_map(
+        |(mut rows, cut)| {
+            rows.sort_by_key(|r| r.2);
+            (rows, cut)
+        },
+    )
+}
+
+fn tiny() -> SpillOptions {
+    SpillOptions { limit_bytes: 1, low_water: 0.0, store: SpillConfig::default() }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn spilling_every_key_changes_no_row((rows, cut) in stream(), ttl in prop::option::of(10u64..300)) {
+        let mut v = VarSet::keyed("k").require(VARS).time(TimeMode::event("ts"));
+        if let Some(t) = ttl {
+            v = v.partial_flush_after(Duration::from_millis(t));
+        }
+        let schema = to_batch(&[], 0).schema();
+        let mut plain = v.build(&schema).unwrap();
+        let mut spilling = v.build(&schema).unwrap().with_spill(tiny()).unwrap();
+        let (expected, none) = run(&mut plain, &rows, cut);
+        let (got, spilled) = run(&mut spilling, &rows, cut);
+        prop_assert_eq!(none, 0);
+        prop_assert_eq!(got, expected);
+        let stats = spilling.stats();
+        prop_assert_eq!(stats.spilled_keys, 0, "finish brings everything back");
+        prop_assert!(stats.spill_writes == 0 || spilled > 0);
+        prop_assert_eq!(stats.spill_writes, stats.spill_reads);
+        prop_assert_eq!(stats.spill_corrupted + stats.spill_failures, 0);
+    }
+
+    #[test]
+    fn count_accumulators_spill_transparently((rows, cut) in stream(), every in 2u64..6) {
+        let c = CountAccumulator::keyed("k").every(every).value_column("value");
+        let schema = to_batch(&[], 0).schema();
+        let (expected, _) = run(&mut c.build(&schema).unwrap(), &rows, cut);
+        let (got, _) = run(&mut c.build(&schema).unwrap().with_spill(tiny()).unwrap(), &rows, cut);
+        prop_assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn generations_that_were_spilled_say_so() {
+    let rows: Vec<(u64, usize, i64)> = (0..400).map(|i| (i % 100, (i / 100) as usize, i as i64)).collect();
+    let v = VarSet::keyed("k").require(VARS);
+    let mut acc = v.build(&to_batch(&[], 0).schema()).unwrap().with_spill(tiny()).unwrap();
+    let (out, spilled) = run(&mut acc, &rows, 50);
+    assert_eq!(out.len(), 100);
+    assert!(spilled > 50, "{spilled} of 100 rows were spilled at some point");
+    let stats = acc.stats();
+    assert!(stats.spill_writes >= 100 && stats.spill_reads == stats.spill_writes, "{stats:?}");
+}
+
+#[test]
+fn a_full_store_flushes_its_victims_as_partials_and_loses_nothing() {
+    let rows: Vec<(u64, usize, i64)> = (0..300).map(|i| (i % 100, (i / 100) as usize, i as i64)).collect();
+    let store = SpillConfig { memory_bytes: 256, mapped_bytes: 0, file_bytes: 0, ..SpillConfig::default() };
+    let options = SpillOptions { limit_bytes: 1, low_water: 0.0, store };
+    let v = VarSet::keyed("k").require(VARS);
+    let mut acc = v.build(&to_batch(&[], 0).schema()).unwrap().with_spill(options).unwrap();
+    let (out, _) = run(&mut acc, &rows, 50);
+    let stats = acc.stats();
+    assert!(stats.spill_failures > 0, "{stats:?}");
+    assert_eq!(stats.evicted, stats.spill_failures);
+    // Every fragment's value is in exactly one output row.
+    let cells: usize = out.iter().map(|l| l.split(" | ").filter(|c| c.starts_with('v')).count()).sum();
+    assert_eq!(cells, 300);
+}
+
+#[test]
+fn a_corrupted_record_is_emitted_as_corrupted_and_the_run_goes_on() {
+    let v = VarSet::keyed("k").require(VARS);
+    let mut acc = v.build(&to_batch(&[], 0).schema()).unwrap().with_spill(tiny()).unwrap();
+    // Keys 0..10 get two variables each, then everything is spilled.
+    let first: Vec<(u64, usize, i64)> = (0..20).map(|i| (i % 10, (i / 10) as usize, i as i64)).collect();
+    assert!(acc.push(&to_batch(&first, 0), 0).unwrap().is_none());
+    assert_eq!(acc.stats().spilled_keys, 10);
+    assert_eq!(acc.corrupt_spilled_for_test(), 10);
+    // Key 0's next fragment finds its record damaged: its old generation
+    // leaves as `corrupted`, the fragment opens a new one.
+    let out = acc.push(&to_batch(&[(0, 2, 30)], 20), 0).unwrap().unwrap();
+    assert_eq!(lines(&out), ["0 | null | null | null | null | 0.0 | [w, x, y, z] | true | corrupted"]);
+    let rest = acc.finish().unwrap().unwrap();
+    let reasons = rest.column_by_name("acc_reason").unwrap().as_string::<i32>();
+    assert_eq!(reasons.iter().filter(|r| *r == Some("corrupted")).count(), 9);
+    assert_eq!(reasons.iter().filter(|r| *r == Some("end_of_input")).count(), 1);
+    let stats = acc.stats();
+    assert_eq!((stats.spill_corrupted, stats.spilled_keys), (10, 0));
+}
