@@ -122,6 +122,9 @@ impl AccumulatorSpec for WindowAccumulator {
     fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>> {
         Ok(Box::new(self.build(input)?))
     }
+    fn spills(&self) -> bool {
+        self.policies.spill
+    }
 }
 
 impl WithPolicies for WindowAccumulator {

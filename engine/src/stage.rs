@@ -61,6 +61,9 @@ pub struct StageContext {
     pub input_schema: SchemaRef,
     /// Processing time when the run started.
     pub start_time: Millis,
+    /// The run's memory budget, if it has one: stages that hold state take
+    /// a reservation from it and spill when it says no.
+    pub memory: Option<garner_pools::MemoryBudget>,
 }
 
 /// Work a stage holds that is not visible as queued batches: feeds the

@@ -96,6 +96,10 @@ pub(crate) fn summary(report: &RunReport) -> String {
                     (a.late, "late"),
                     (a.dropped_after_complete, "after completion"),
                     (a.expired_dead_lettered, "expired to dead letter"),
+                    (a.spill_writes, "spilled"),
+                    (a.spill_reads, "restored"),
+                    (a.spill_corrupted, "spill records corrupted"),
+                    (a.spill_failures, "spill store full"),
                 ] {
                     if n > 0 {
                         text.push_str(&format!(", {n} {what}"));

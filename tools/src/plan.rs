@@ -81,7 +81,7 @@ fn accumulator(a: &AccumulateSpec) -> AccumulateStage {
                     RepeatKind::KeepLast => RepeatPolicy::KeepLast,
                 });
             }
-            policies(v.spill_on_pressure(a.spill.unwrap_or(false)), a).into()
+            policies(v, a).into()
         }
         AccumulatorKind::Count => {
             // Checked by spec::parse: `every` is set.
@@ -118,6 +118,7 @@ fn policies<P: WithPolicies>(mut p: P, a: &AccumulateSpec) -> P {
     policies.partial_flush = a.partial_flush;
     policies.max_keys = a.max_keys;
     policies.allowed_lateness = a.allowed_lateness.map(|d| d.0);
+    policies.spill = a.spill.unwrap_or(false);
     policies.after_complete = match a.after_complete {
         Some(AfterCompleteKind::Drop) => AfterComplete::Drop,
         _ => AfterComplete::Restart,

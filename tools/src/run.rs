@@ -39,11 +39,17 @@ pub(crate) fn load_spec(path: &Path) -> Result<Spec> {
 
 /// Notes on settings not enforced yet (unless `quiet`), and warnings on
 /// settings that lose rows by design (always).
-fn warn_about(spec: &Spec, quiet: bool) {
+fn warn_about(spec: &Spec, budget: Option<ByteSize>, quiet: bool) {
+    let spilling = spec.stages.iter().any(|s| matches!(s, StageSpec::Accumulate(a) if a.spill == Some(true)));
+    if let (Some(b), false, false) = (budget, spilling, quiet) {
+        eprintln!(
+            "note: memory budget {b}: no accumulate stage has spill = true, so state is counted against it but nothing spills"
+        );
+    }
     for (i, stage) in spec.stages.iter().enumerate() {
         match stage {
-            StageSpec::Accumulate(a) if a.spill == Some(true) && !quiet => eprintln!(
-                "note: stage[{i}].spill = true recorded; it takes effect once spilling is built (accumulators keep all state in memory for now)"
+            StageSpec::Accumulate(a) if a.spill == Some(true) && budget.is_none() && !quiet => eprintln!(
+                "note: stage[{i}].spill = true has no effect without a memory budget ([pipeline] memory_budget or --memory-budget)"
             ),
             StageSpec::Branch(b) if b.otherwise.is_none() => eprintln!(
                 "warning: stage[{i}] (branch `{}`) has no `otherwise`: rows that match no route are dropped (counted in the summary); add otherwise = \"rest\" to keep them",
@@ -66,15 +72,16 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         .or(spec.pipeline.threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let budget = args.memory_budget.or(spec.pipeline.memory_budget);
-    if let (Some(b), false) = (budget, args.quiet) {
-        eprintln!("note: memory budget {b} recorded; it is enforced once spilling is built (accumulators keep all state in memory for now)");
-    }
-    warn_about(&spec, args.quiet);
+    warn_about(&spec, budget, args.quiet);
     let graph = crate::plan::build(&spec)
         .with_context(|| format!("cannot build pipeline from {}", args.spec.display()))?;
     let progress = Arc::new(Progress::default());
     let live = LiveProgress::start(progress.clone(), args.quiet);
-    let result = engine.create(threads).run(graph, RunOptions::default().with_progress(progress));
+    let mut options = RunOptions::default().with_progress(progress);
+    if let Some(b) = budget {
+        options = options.with_memory_budget(b);
+    }
+    let result = engine.create(threads).run(graph, options);
     live.stop();
     let report = result?;
     if !args.quiet {

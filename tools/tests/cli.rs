@@ -186,12 +186,22 @@ fn notes_and_warnings_say_what_the_spec_does_not_do() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     gen(d, "fragments.arrow", "ipc");
-    // The design spec has `spill = true`: noted, as the memory budget is.
+    // The design spec has `spill = true` and a budget: nothing to note.
     let o = run_spec(d, SPEC);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("note: stage[1].spill = true recorded"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+    // `spill = true` without a budget does nothing: noted.
+    let o = run_spec(d, &SPEC.replace("memory_budget = \"512MiB\"\n", ""));
+    assert!(
+        stderr(&o).contains("note: stage[1].spill = true has no effect without a memory budget"),
+        "{}",
+        stderr(&o)
+    );
     let o = garner(&["run", "p.toml", "--quiet"], d);
     assert!(o.status.success() && !stderr(&o).contains("note:"), "{}", stderr(&o));
+    // A budget with nothing that may spill: noted.
+    let o = run_spec(d, &SPEC.replace("spill = true", "spill = false"));
+    assert!(stderr(&o).contains("no accumulate stage has spill = true"), "{}", stderr(&o));
 
     // A branch without `otherwise`: warned at build, counted in the summary.
     let branch = SPEC.replace(
@@ -221,6 +231,20 @@ fn a_missing_default_column_says_it_is_the_default() {
             && err.contains("(`ts` is the default time column; set time_column"),
         "{err}"
     );
+}
+
+#[test]
+fn a_small_memory_budget_spills_and_changes_no_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+    let o = run_spec(d, SPEC);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = garner(&["run", "p.toml", "--memory-budget", "64KiB", "--engine", "steal", "--threads", "2"], d);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("2000 rows out"), "{err}");
+    assert!(err.contains("spilled"), "the summary reports the spills: {err}");
 }
 
 #[test]

@@ -257,10 +257,41 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// `options.limit_bytes` (see [`SpillOptions`]). Errors when the store
     /// cannot be set up or the options cannot work.
     pub fn with_spill(mut self, options: SpillOptions) -> Result<Self> {
-        let mut spill = Spill::new(options)?;
-        spill.state.resize(self.core.arrival.len(), IN_MEMORY);
-        self.core.spill = Some(spill);
+        self.enable_spill(options)?;
         Ok(self)
+    }
+
+    /// As [`with_spill`](Self::with_spill), in place (spilled generations
+    /// of an earlier setting are kept).
+    pub fn enable_spill(&mut self, options: SpillOptions) -> Result<()> {
+        match &mut self.core.spill {
+            Some(spill) => spill.options = options,
+            None => {
+                let mut spill = Spill::new(options)?;
+                spill.state.resize(self.core.arrival.len(), IN_MEMORY);
+                self.core.spill = Some(spill);
+            }
+        }
+        Ok(())
+    }
+
+    /// Spills generations until the state holds at most `target_bytes`
+    /// (or nothing more can go), whatever the configured limit: what an
+    /// engine calls when the run's memory budget says no. Returns the rows
+    /// this emitted (generations the store had no room for leave as
+    /// partials). Spilling must be enabled.
+    pub fn spill_to(&mut self, target_bytes: u64) -> Result<Option<RecordBatch>> {
+        if self.core.spill.is_none() {
+            return Err(Error::Spill("spill_to without spilling enabled".into()));
+        }
+        let held = self.bytes_held();
+        self.core.spill_down(held, target_bytes)?;
+        self.emit()
+    }
+
+    /// Generations currently spilled out of memory.
+    pub fn spilled_keys(&self) -> u64 {
+        self.core.spill.as_ref().map_or(0, |s| s.handles.len() as u64)
     }
 
     /// Test hook: flips a byte of every spilled record, so the next read of
@@ -409,9 +440,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         (self.keys.bytes_held() + self.core.bytes_held() + self.slots.capacity() * 4) as u64
     }
 
-    /// Key generations currently held.
+    /// Key generations currently held in memory (open, not spilled).
     pub fn resident_keys(&self) -> usize {
-        self.core.active as usize
+        self.core.active.saturating_sub(self.spilled_keys()) as usize
     }
 
     /// Step 4: builds the staged rows and frees emptied slots.
@@ -828,7 +859,17 @@ impl<A: Accumulator> Core<A> {
         if held <= spill.options.limit_bytes {
             return Ok(());
         }
-        let mut to_free = held.saturating_sub(spill.low_water());
+        let target = spill.low_water();
+        self.spill_down(held, target)
+    }
+
+    /// Spills victims until about `held - target` bytes are out.
+    fn spill_down(&mut self, held: u64, target: u64) -> Result<()> {
+        let Some(spill) = &self.spill else { return Ok(()) };
+        let mut to_free = held.saturating_sub(target);
+        if to_free == 0 {
+            return Ok(());
+        }
         let mut victims: Vec<(u32, u64, u32)> = (0..self.arrival.len())
             .filter(|&s| {
                 self.arrival[s] != NO_GEN

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::{Accumulator, DeadLetters, KeyedAccumulator};
+use super::{Accumulator, DeadLetters, KeyedAccumulator, SpillOptions};
 use crate::{error::Result, stats::AccumStats, time::Millis, TimeMode};
 
 /// A keyed accumulator's configuration: what an accumulate stage is built
@@ -28,6 +28,10 @@ pub trait AccumulatorSpec: Send + Sync + Debug {
     }
     /// Validates against `input` and builds an empty running accumulator.
     fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>>;
+    /// Whether its state may spill under memory pressure (default: no).
+    fn spills(&self) -> bool {
+        false
+    }
 }
 
 /// A running keyed accumulator behind a pointer: the calls of
@@ -51,6 +55,12 @@ pub trait RunningAccumulator: Send + Sync + Debug {
     fn bytes_held(&self) -> u64;
     /// See [`KeyedAccumulator::resident_keys`].
     fn resident_keys(&self) -> usize;
+    /// See [`KeyedAccumulator::spilled_keys`].
+    fn spilled_keys(&self) -> u64;
+    /// See [`KeyedAccumulator::enable_spill`].
+    fn enable_spill(&mut self, options: SpillOptions) -> Result<()>;
+    /// See [`KeyedAccumulator::spill_to`].
+    fn spill_to(&mut self, target_bytes: u64) -> Result<Option<RecordBatch>>;
 }
 
 impl<A: Accumulator> RunningAccumulator for KeyedAccumulator<A> {
@@ -80,5 +90,14 @@ impl<A: Accumulator> RunningAccumulator for KeyedAccumulator<A> {
     }
     fn resident_keys(&self) -> usize {
         KeyedAccumulator::resident_keys(self)
+    }
+    fn spilled_keys(&self) -> u64 {
+        KeyedAccumulator::spilled_keys(self)
+    }
+    fn enable_spill(&mut self, options: SpillOptions) -> Result<()> {
+        KeyedAccumulator::enable_spill(self, options)
+    }
+    fn spill_to(&mut self, target_bytes: u64) -> Result<Option<RecordBatch>> {
+        KeyedAccumulator::spill_to(self, target_bytes)
     }
 }

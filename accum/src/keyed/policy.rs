@@ -77,6 +77,10 @@ pub struct Policies {
     /// An extra completeness condition (reason `predicate` when it holds
     /// before the accumulator's own condition).
     pub complete_when: Option<Predicate>,
+    /// May spill generations out of memory when the run's memory budget is
+    /// exhausted (an engine stage then calls
+    /// [`KeyedAccumulator::spill_to`](super::KeyedAccumulator::spill_to)).
+    pub spill: bool,
 }
 
 impl Policies {
@@ -164,6 +168,12 @@ pub trait WithPolicies: Sized {
     /// (counted, dead-lettered).
     fn allowed_lateness(mut self, d: Duration) -> Self {
         self.policies_mut().allowed_lateness = Some(d);
+        self
+    }
+    /// Spill generations out of memory when the run's memory budget is
+    /// exhausted (they come back with their key's next fragment).
+    fn spill_on_pressure(mut self, on: bool) -> Self {
+        self.policies_mut().spill = on;
         self
     }
     /// An extra completeness condition over the key's state, checked after

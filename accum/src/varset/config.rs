@@ -121,7 +121,6 @@ pub struct VarSet {
     pub(crate) time: TimeMode,
     pub(crate) policies: Policies,
     pub(crate) repeat: RepeatPolicy,
-    pub(crate) spill_on_pressure: bool,
 }
 
 impl VarSet {
@@ -137,7 +136,6 @@ impl VarSet {
             time: TimeMode::Processing,
             policies: Policies::default(),
             repeat: RepeatPolicy::KeepFirst,
-            spill_on_pressure: false,
         }
     }
 
@@ -173,14 +171,6 @@ impl VarSet {
     /// What to do with a variable repeated within one generation.
     pub fn on_repeat(mut self, policy: RepeatPolicy) -> Self {
         self.repeat = policy;
-        self
-    }
-
-    /// Whether state may spill under memory pressure. Only stored for now:
-    /// spilling comes with the spill store, and `acc_spilled` is always
-    /// `false` until then.
-    pub fn spill_on_pressure(mut self, on: bool) -> Self {
-        self.spill_on_pressure = on;
         self
     }
 
@@ -226,7 +216,7 @@ impl VarSet {
 
     /// Whether spilling under pressure was asked for.
     pub fn spills_on_pressure(&self) -> bool {
-        self.spill_on_pressure
+        self.policies.spill
     }
 
     /// Validates the configuration against `input` and returns the output
@@ -265,6 +255,9 @@ impl AccumulatorSpec for VarSet {
     }
     fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>> {
         Ok(Box::new(self.build(input)?))
+    }
+    fn spills(&self) -> bool {
+        self.policies.spill
     }
 }
 

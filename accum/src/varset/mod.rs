@@ -80,7 +80,7 @@
 //! | one per required variable, named as the variable | the value column's type (a dictionary unpacked), null when missing |
 //! | `acc_completeness` | `Float64`, present / required |
 //! | `acc_missing_vars` | `List<Utf8>` (item field `"item"`), sorted ascending, empty when complete |
-//! | `acc_spilled` | `Boolean`, always `false` until spilling exists |
+//! | `acc_spilled` | `Boolean`: the generation was spilled out of memory at least once |
 //! | `acc_reason` | `Utf8`: `complete`, `predicate`, `max_items`, `max_bytes`, `evicted`, `ttl`, `max_latency` or `end_of_input` |
 
 mod config;

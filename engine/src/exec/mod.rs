@@ -63,6 +63,9 @@ pub struct RunOptions {
     /// Units a link between two stage instances holds before its producer
     /// parks (parallel engines).
     pub mailbox_capacity: usize,
+    /// The memory budget shared by the run's stateful stages (accumulators
+    /// with spilling on reserve against it and spill when it is exhausted).
+    pub memory_budget: Option<garner_pools::MemoryBudget>,
 }
 
 impl Default for RunOptions {
@@ -72,6 +75,7 @@ impl Default for RunOptions {
             progress: None,
             tick: Duration::from_millis(100),
             mailbox_capacity: 8,
+            memory_budget: None,
         }
     }
 }
@@ -92,6 +96,12 @@ impl RunOptions {
     /// Tells stages every `tick` that processing time moved (at least 1 ms).
     pub fn with_tick(mut self, tick: Duration) -> Self {
         self.tick = tick.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Bounds the memory of the run's stateful stages to `limit`.
+    pub fn with_memory_budget(mut self, limit: garner_pools::ByteSize) -> Self {
+        self.memory_budget = Some(garner_pools::MemoryBudget::new(limit));
         self
     }
 

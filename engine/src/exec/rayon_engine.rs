@@ -202,6 +202,7 @@ fn execute(
                 partitions,
                 input_schema: input_schema.clone().unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty())),
                 start_time: start,
+                memory: opts.memory_budget.clone(),
             };
             match kind {
                 StageKind::Source => {

@@ -191,6 +191,7 @@ impl Run {
                     partitions: 1,
                     input_schema,
                     start_time,
+                    memory: opts.memory_budget.clone(),
                 }),
                 (Instance::Sink(sink), Some(schema)) => sink.open(schema).map_err(Error::from),
                 _ => Ok(()),

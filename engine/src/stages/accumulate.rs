@@ -7,9 +7,11 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use garner_accum::{
-    AccumStats, AccumulatorSpec, CountAccumulator, RunningAccumulator, TimeMode, VarSet, WindowAccumulator,
+    AccumStats, AccumulatorSpec, CountAccumulator, RunningAccumulator, SpillOptions, TimeMode, VarSet,
+    WindowAccumulator,
 };
 use garner_columnar::Batch;
+use garner_pools::{MemoryBudget, Reservation};
 
 use crate::{Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
 
@@ -23,24 +25,56 @@ use crate::{Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
 /// fragments, fragments after completion, TTL-expired partials with
 /// `partial_flush` off) are counted in the stage's `rows_dropped` and
 /// logged; they are not routed further yet.
+///
+/// With a run memory budget ([`RunOptions::with_memory_budget`](crate::RunOptions::with_memory_budget))
+/// and an accumulator that may spill ([`AccumulatorSpec::spills`]), each
+/// instance keeps a reservation the size of its state; when the budget
+/// refuses to grow it, the instance spills generations down to three
+/// quarters of its fair share (the limit over the live reservations).
 #[derive(Debug)]
 pub struct AccumulateStage {
     spec: Arc<dyn AccumulatorSpec>,
     running: Option<Box<dyn RunningAccumulator>>,
     dead_lettered: u64,
+    memory: Option<(MemoryBudget, Reservation)>,
 }
 
 impl Clone for AccumulateStage {
     /// A clone is a fresh instance with the same configuration and no state.
     fn clone(&self) -> Self {
-        Self { spec: self.spec.clone(), running: None, dead_lettered: 0 }
+        Self { spec: self.spec.clone(), running: None, dead_lettered: 0, memory: None }
     }
 }
 
 impl AccumulateStage {
     /// A stage running the accumulator `spec` describes.
     pub fn new(spec: impl AccumulatorSpec + 'static) -> Self {
-        Self { spec: Arc::new(spec), running: None, dead_lettered: 0 }
+        Self { spec: Arc::new(spec), running: None, dead_lettered: 0, memory: None }
+    }
+
+    /// Keeps the state within the run's budget: grows the reservation to
+    /// the bytes held, and spills when the budget says no.
+    fn account(&mut self, out: &mut Emitter) -> Result<()> {
+        let (Some((budget, reservation)), Some(running)) = (self.memory.as_mut(), self.running.as_mut())
+        else {
+            return Ok(());
+        };
+        let held = running.bytes_held();
+        if reservation.try_resize(held).is_ok() {
+            return Ok(());
+        }
+        let live = budget.stats().live_reservations.max(1);
+        let target = (budget.limit() / live).min(held) / 4 * 3;
+        let emitted = running.spill_to(target)?;
+        let held = running.bytes_held();
+        if reservation.try_resize(held).is_err() {
+            // Still over (what cannot spill: keys, per-slot vectors): hold
+            // what the budget has left, and try again after the next batch.
+            let room = budget.limit().saturating_sub(budget.stats().reserved_bytes);
+            let _ = reservation.try_grow(room.min(held.saturating_sub(reservation.size())));
+        }
+        self.forward(out, emitted);
+        Ok(())
     }
 
     fn running(&mut self, batch_schema: &SchemaRef) -> Result<&mut Box<dyn RunningAccumulator>> {
@@ -92,7 +126,14 @@ impl From<WindowAccumulator> for AccumulateStage {
 
 impl Stage for AccumulateStage {
     fn open(&mut self, ctx: &StageContext) -> Result<()> {
-        self.running = Some(self.spec.build_dyn(&ctx.input_schema)?);
+        let mut running = self.spec.build_dyn(&ctx.input_schema)?;
+        if let (Some(budget), true) = (&ctx.memory, self.spec.spills()) {
+            // The engine decides when to spill (see `account`), not a fixed limit.
+            running.enable_spill(SpillOptions { limit_bytes: u64::MAX, ..SpillOptions::limit(0) })?;
+            let reservation = budget.reservation(format!("{}[{}]", ctx.stage_id, ctx.partition));
+            self.memory = Some((budget.clone(), reservation));
+        }
+        self.running = Some(running);
         Ok(())
     }
 
@@ -119,7 +160,7 @@ impl Stage for AccumulateStage {
             let emitted = self.running(&batch.data.schema())?.observe_watermark(watermark)?;
             self.forward(out, emitted);
         }
-        Ok(())
+        self.account(out)
     }
 
     fn on_time(&mut self, now: Millis, out: &mut Emitter) -> Result<()> {
@@ -127,7 +168,7 @@ impl Stage for AccumulateStage {
             let emitted = a.advance(now)?;
             self.forward(out, emitted);
         }
-        Ok(())
+        self.account(out)
     }
 
     fn finish(&mut self, out: &mut Emitter) -> Result<()> {
@@ -135,7 +176,7 @@ impl Stage for AccumulateStage {
             let emitted = a.finish()?;
             self.forward(out, emitted);
         }
-        Ok(())
+        self.account(out)
     }
 
     fn pressure(&self) -> Pressure {
@@ -143,6 +184,7 @@ impl Stage for AccumulateStage {
             Some(a) => Pressure {
                 latent_bytes: a.bytes_held(),
                 resident_keys: a.resident_keys() as u64,
+                spilled_keys: a.spilled_keys(),
                 ..Default::default()
             },
             None => Pressure::default(),

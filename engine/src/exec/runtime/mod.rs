@@ -167,7 +167,7 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
     let mut specs = specs;
     let mut failure = None;
     for spec in &mut specs {
-        if let Err(e) = open_actor(spec, &nodes, &pipeline, start) {
+        if let Err(e) = open_actor(spec, &nodes, &pipeline, start, opts.memory_budget.as_ref()) {
             failure = Some(e);
             break;
         }
@@ -283,6 +283,7 @@ fn open_actor(
     nodes: &[NodeInfo],
     pipeline: &str,
     start: i64,
+    memory: Option<&garner_pools::MemoryBudget>,
 ) -> Result<()> {
     match &mut spec.body {
         Body::Chain(stages) => {
@@ -298,6 +299,7 @@ fn open_actor(
                         .clone()
                         .ok_or_else(|| Error::Internal("no input schema".into()))?,
                     start_time: start,
+                    memory: memory.cloned(),
                 };
                 stage.open(&ctx).map_err(|e| e.in_stage(&node.id))?;
             }
