@@ -340,3 +340,31 @@ proptest! {
         prop_assert!(dir.is_none_or(|d| !d.exists()));
     }
 }
+
+#[test]
+fn written_segment_pages_leave_the_resident_set_and_read_back_intact() {
+    // Memory tier off: 4 MiB of records go to one 8 MiB segment.
+    let config = SpillConfig::with_bounds(0, 8 << 20, 0, 8 << 20);
+    let mut store = SpillStore::new(config).unwrap();
+    let payload: Vec<u8> = (0..64 * 1024u32).flat_map(|i| i.to_le_bytes()).collect(); // incompressible enough
+    let handles: Vec<_> = (0..16).map(|_| store.put(&payload).unwrap()).collect();
+    assert!(handles.iter().all(|h| h.tier() == garner_pools::Tier::Mapped));
+    #[cfg(target_os = "linux")]
+    {
+        let dir = store.dir().unwrap().to_string_lossy().into_owned();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut in_segment = false;
+        let mut rss_kib = 0u64;
+        for line in smaps.lines() {
+            if line.contains(" /") || line.ends_with("]") || line.split_whitespace().count() == 5 {
+                in_segment = line.contains(&dir);
+            } else if in_segment && line.starts_with("Rss:") {
+                rss_kib += line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+            }
+        }
+        assert!(rss_kib <= 2048, "{rss_kib} KiB of the segment stayed resident");
+    }
+    for h in &handles {
+        assert_eq!(store.get(*h).unwrap(), payload, "released pages read back from the file");
+    }
+}

@@ -37,19 +37,22 @@ pub struct AccumulateStage {
     running: Option<Box<dyn RunningAccumulator>>,
     dead_lettered: u64,
     memory: Option<(MemoryBudget, Reservation)>,
+    /// Bytes held right after the last spill: what could not go. Spilling
+    /// again before the state has grown a quarter past it would thrash.
+    spill_floor: u64,
 }
 
 impl Clone for AccumulateStage {
     /// A clone is a fresh instance with the same configuration and no state.
     fn clone(&self) -> Self {
-        Self { spec: self.spec.clone(), running: None, dead_lettered: 0, memory: None }
+        Self { spec: self.spec.clone(), running: None, dead_lettered: 0, memory: None, spill_floor: 0 }
     }
 }
 
 impl AccumulateStage {
     /// A stage running the accumulator `spec` describes.
     pub fn new(spec: impl AccumulatorSpec + 'static) -> Self {
-        Self { spec: Arc::new(spec), running: None, dead_lettered: 0, memory: None }
+        Self { spec: Arc::new(spec), running: None, dead_lettered: 0, memory: None, spill_floor: 0 }
     }
 
     /// Keeps the state within the run's budget: grows the reservation to
@@ -63,10 +66,18 @@ impl AccumulateStage {
         if reservation.try_resize(held).is_ok() {
             return Ok(());
         }
+        if held <= self.spill_floor.saturating_add(self.spill_floor / 4) {
+            // Most of what is held cannot spill (keys, per-slot vectors):
+            // hold what the budget has left until the state grows further.
+            let room = budget.limit().saturating_sub(budget.stats().reserved_bytes);
+            let _ = reservation.try_grow(room.min(held.saturating_sub(reservation.size())));
+            return Ok(());
+        }
         let live = budget.stats().live_reservations.max(1);
         let target = (budget.limit() / live).min(held) / 4 * 3;
         let emitted = running.spill_to(target)?;
         let held = running.bytes_held();
+        self.spill_floor = held;
         if reservation.try_resize(held).is_err() {
             // Still over (what cannot spill: keys, per-slot vectors): hold
             // what the budget has left, and try again after the next batch.
@@ -129,7 +140,10 @@ impl Stage for AccumulateStage {
         let mut running = self.spec.build_dyn(&ctx.input_schema)?;
         if let (Some(budget), true) = (&ctx.memory, self.spec.spills()) {
             // The engine decides when to spill (see `account`), not a fixed limit.
-            running.enable_spill(SpillOptions { limit_bytes: u64::MAX, ..SpillOptions::limit(0) })?;
+            // The lz4-in-memory tier is held in memory too: a slice of the budget.
+            let mut options = SpillOptions { limit_bytes: u64::MAX, ..SpillOptions::limit(0) };
+            options.store.memory_bytes = budget.limit() / 8 / ctx.partitions.max(1) as u64;
+            running.enable_spill(options)?;
             let reservation = budget.reservation(format!("{}[{}]", ctx.stage_id, ctx.partition));
             self.memory = Some((budget.clone(), reservation));
         }

@@ -36,6 +36,37 @@ struct Segment {
     live_records: u64,
 }
 
+/// Written pages are handed back to the kernel in chunks of this many bytes.
+const RELEASE_CHUNK: u64 = 1 << 20;
+
+impl Segment {
+    /// Once the write cursor has passed a chunk boundary (the previous write
+    /// ended at `before`), drops the whole chunks behind it from this
+    /// process's page tables: they stay in the page cache (and the file),
+    /// and a later read faults them back in. Spilled bytes so leave the
+    /// process's resident set instead of growing it.
+    fn release_written(&mut self, before: u64) {
+        let (from, to) = (before / RELEASE_CHUNK * RELEASE_CHUNK, self.used / RELEASE_CHUNK * RELEASE_CHUNK);
+        if to > from {
+            // SAFETY: `MADV_DONTNEED` is unchecked because on anonymous or
+            // private memory it discards contents. This is a *shared* mapping
+            // of a file of this store's own: the kernel keeps the written
+            // bytes in the page cache (and writes them back to the file), and
+            // the next access to a released page faults the same bytes back
+            // in. No reference into the map outlives a call of this tier, and
+            // the range lies inside the map (`to <= used <= len`).
+            #[cfg(unix)]
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    from as usize,
+                    (to - from) as usize,
+                )
+            };
+        }
+    }
+}
+
 /// Segment files mapped into memory, oldest first; the last one is active.
 pub(crate) struct MappedTier {
     bound: u64,
@@ -101,6 +132,7 @@ impl MappedTier {
         let offset = segment.used;
         segment.map[offset as usize..(offset + len) as usize].copy_from_slice(frame);
         segment.used += len;
+        segment.release_written(offset);
         segment.live_bytes += len;
         segment.live_records += 1;
         self.live_bytes += len;
