@@ -152,3 +152,27 @@ fn a_corrupted_record_is_emitted_as_corrupted_and_the_run_goes_on() {
     let stats = acc.stats();
     assert_eq!((stats.spill_corrupted, stats.spilled_keys), (10, 0));
 }
+
+#[test]
+fn finishing_in_parts_gives_the_same_rows_in_the_same_order() {
+    let rows: Vec<(u64, usize, i64)> = (0..900).map(|i| (i % 300, (i / 300) as usize, i as i64)).collect();
+    let v = VarSet::keyed("k").require(VARS);
+    let schema = to_batch(&[], 0).schema();
+    let mut whole = v.build(&schema).unwrap();
+    let mut parts = v.build(&schema).unwrap().with_spill(tiny()).unwrap();
+    for acc in [&mut whole, &mut parts] {
+        assert!(acc.push(&to_batch(&rows, 0), 0).unwrap().is_none());
+    }
+    let expected = lines(&whole.finish().unwrap().unwrap());
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    parts
+        .finish_into(64, &mut |b| {
+            sizes.push(b.num_rows());
+            got.extend(lines(&b).into_iter().map(|l| l.replace(" | true | ", " | false | ")));
+        })
+        .unwrap();
+    assert_eq!(sizes, [64, 64, 64, 64, 44]);
+    assert_eq!(got, expected);
+    assert_eq!(parts.stats().spilled_keys, 0);
+}

@@ -387,6 +387,16 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// partials with reason `end_of_input`), in arrival order. Afterwards no
     /// key is resident; the accumulator can take more input.
     pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        let mut out = None;
+        self.finish_into(usize::MAX, &mut |b| out = Some(b))?;
+        Ok(out)
+    }
+
+    /// End of input, in batches of at most `rows_per_batch` rows (in the
+    /// same order as [`finish`](Self::finish)): each batch's generations are
+    /// brought back (when spilled), built and released before the next, so
+    /// memory holds one batch's worth of restored state at a time.
+    pub fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()> {
         let core = &mut self.core;
         let mut open: Vec<(u64, u32)> = core
             .arrival
@@ -397,13 +407,22 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             .collect();
         open.sort_unstable();
         core.deadlines.clear();
-        for (_, slot) in open {
-            core.close(slot, EmitReason::EndOfInput, true, false, core.watermark);
+        // Rows staged by an earlier call (normally none) go out with the first part.
+        for part in open.chunks(rows_per_batch.max(1)) {
+            for &(_, slot) in part {
+                self.core.close(slot, EmitReason::EndOfInput, true, false, self.core.watermark);
+            }
+            if let Some(batch) = self.take_output()? {
+                out(batch);
+            }
+            self.core.acc.maintain();
         }
-        let out = self.take_output()?;
+        if let Some(batch) = self.take_output()? {
+            out(batch);
+        }
         self.keys.clear();
         self.core.reset();
-        Ok(out)
+        Ok(())
     }
 
     /// Rows sent to the dead-letter output since the last call.

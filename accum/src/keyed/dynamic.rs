@@ -47,6 +47,8 @@ pub trait RunningAccumulator: Send + Sync + Debug {
     fn observe_watermark(&mut self, watermark: Millis) -> Result<Option<RecordBatch>>;
     /// See [`KeyedAccumulator::finish`].
     fn finish(&mut self) -> Result<Option<RecordBatch>>;
+    /// See [`KeyedAccumulator::finish_into`].
+    fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()>;
     /// See [`KeyedAccumulator::take_dead_letters`].
     fn take_dead_letters(&mut self) -> DeadLetters;
     /// See [`KeyedAccumulator::stats`].
@@ -78,6 +80,9 @@ impl<A: Accumulator> RunningAccumulator for KeyedAccumulator<A> {
     }
     fn finish(&mut self) -> Result<Option<RecordBatch>> {
         KeyedAccumulator::finish(self)
+    }
+    fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()> {
+        KeyedAccumulator::finish_into(self, rows_per_batch, out)
     }
     fn take_dead_letters(&mut self) -> DeadLetters {
         KeyedAccumulator::take_dead_letters(self)

@@ -15,6 +15,9 @@ use garner_pools::{MemoryBudget, Reservation};
 
 use crate::{Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
 
+/// Rows per batch flushed at the end of input.
+const FINISH_ROWS: usize = 65_536;
+
 /// Runs a keyed accumulator ([`VarSet`], [`CountAccumulator`],
 /// [`WindowAccumulator`] or any [`AccumulatorSpec`]) as a pipeline stage.
 /// Built with `.into()` from those, which is what
@@ -187,8 +190,9 @@ impl Stage for AccumulateStage {
 
     fn finish(&mut self, out: &mut Emitter) -> Result<()> {
         if let Some(a) = self.running.as_mut() {
-            let emitted = a.finish()?;
-            self.forward(out, emitted);
+            // In parts, so spilled state comes back a part at a time.
+            a.finish_into(FINISH_ROWS, &mut |batch| out.emit_data(batch))?;
+            self.forward(out, None);
         }
         self.account(out)
     }
