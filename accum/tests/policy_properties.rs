@@ -24,8 +24,8 @@ use arrow_array::{
 };
 use common::batch_of;
 use garner_accum::{
-    AfterComplete, CountAccumulator, KeyedAccumulator, Policies, TimeMode, VarSet, WindowAccumulator,
-    WithPolicies, ERROR_COLUMN,
+    AfterComplete, CountAccumulator, KeyedAccumulator, Policies, SpillOptions, TimeMode, VarSet,
+    WindowAccumulator, WithPolicies, ERROR_COLUMN,
 };
 use proptest::prelude::*;
 use quickcheck::{QuickCheck, TestResult};
@@ -114,8 +114,33 @@ fn collect_dead<A: garner_accum::Accumulator>(
 
 /// Pushes `stream` cut by `cuts`, then (with a deadline) a watermark past
 /// every deadline, checking no key stays resident, then finishes.
-fn run(config: &VarSet, stream: &[Frag], cuts: &[usize]) -> Outcome<garner_accum::varset::VarSetState> {
+/// Runs as [`run`], spilling every open generation after each call when
+/// `spill` (the output must not change).
+fn run_spilling(
+    config: &VarSet,
+    stream: &[Frag],
+    cuts: &[usize],
+    spill: bool,
+) -> Outcome<garner_accum::varset::VarSetState> {
     let mut acc = config.build(to_batch(&[], 0).schema_ref()).unwrap();
+    if spill {
+        acc = acc
+            .with_spill(SpillOptions { limit_bytes: 1, low_water: 0.0, ..SpillOptions::limit(0) })
+            .unwrap();
+    }
+    drive(acc, config, stream, cuts)
+}
+
+fn run(config: &VarSet, stream: &[Frag], cuts: &[usize]) -> Outcome<garner_accum::varset::VarSetState> {
+    run_spilling(config, stream, cuts, false)
+}
+
+fn drive(
+    mut acc: KeyedAccumulator<garner_accum::varset::VarSetState>,
+    config: &VarSet,
+    stream: &[Frag],
+    cuts: &[usize],
+) -> Outcome<garner_accum::varset::VarSetState> {
     let (mut rows, mut rejected) = (Vec::new(), Vec::new());
     let (mut at, mut cut) = (0, 0);
     while at < stream.len() {
@@ -271,11 +296,20 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn every_policy_combination_keeps_the_invariants((stream, cuts) in streams(), policies in policies()) {
+    fn every_policy_combination_keeps_the_invariants(
+        (stream, cuts) in streams(),
+        policies in policies(),
+        spill in any::<bool>(),
+    ) {
         let mut config = VarSet::keyed("k").require(VARS).time(TimeMode::event("ts"));
         *config.policies_mut() = policies;
-        let o = run(&config, &stream, &cuts);
+        let o = run_spilling(&config, &stream, &cuts, spill);
         check(&config, &stream, &o);
+        if spill {
+            let s = o.acc.stats();
+            prop_assert_eq!(s.spill_writes, s.spill_reads, "every spilled generation came back");
+            prop_assert_eq!(s.spilled_keys, 0);
+        }
         let one = run(&config, &stream, &[1]);
         check(&config, &stream, &one);
         prop_assert_eq!(sorted(o.rows), sorted(one.rows), "the cut changed the output");
