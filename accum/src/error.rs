@@ -130,6 +130,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A spilled generation could not be read back (a damaged record): it
+    /// was emitted with reason `corrupted` and the run went on.
+    #[error("spilled state of key {key} unreadable in the {tier} tier: {reason}")]
+    Serialization {
+        /// The key, as text (several columns joined by ", ").
+        key: String,
+        /// The spill tier that held the record (`memory`, `mapped`, `file`).
+        tier: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+
     /// The spill store failed (I/O, or it could not be set up).
     #[error("spill: {0}")]
     Spill(String),

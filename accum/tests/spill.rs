@@ -151,6 +151,12 @@ fn a_corrupted_record_is_emitted_as_corrupted_and_the_run_goes_on() {
     assert_eq!(reasons.iter().filter(|r| *r == Some("end_of_input")).count(), 1);
     let stats = acc.stats();
     assert_eq!((stats.spill_corrupted, stats.spilled_keys), (10, 0));
+    let errors: Vec<String> = acc.take_spill_errors().iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 10);
+    assert!(
+        errors.iter().any(|e| e.starts_with("spilled state of key 0 unreadable in the memory tier:")),
+        "{errors:?}"
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use garner_pools::SpillError;
 
 use super::{
     lru::Lru,
@@ -119,6 +120,7 @@ pub struct KeyedAccumulator<A: Accumulator> {
     slots: Vec<u32>,
     rejects: Rejects,
     dead: DeadLetters,
+    spill_errors: Vec<Error>,
     stats: AccumStats,
 }
 
@@ -242,6 +244,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             slots: Vec::new(),
             rejects: Rejects::default(),
             dead: DeadLetters::default(),
+            spill_errors: Vec::new(),
             stats: AccumStats::default(),
         })
     }
@@ -287,6 +290,34 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         let held = self.bytes_held();
         self.core.spill_down(held, target_bytes)?;
         self.emit()
+    }
+
+    /// Spilled generations that could not be read back since the last
+    /// call, as [`Error::Serialization`] naming the key and the tier. Each
+    /// was emitted as a row with reason `corrupted`; the run goes on.
+    pub fn take_spill_errors(&mut self) -> Vec<Error> {
+        std::mem::take(&mut self.spill_errors)
+    }
+
+    /// Turns the slots of unreadable records into errors naming their keys
+    /// (while the keys are still interned: slots are freed after this).
+    fn name_spill_errors(&mut self) -> Result<()> {
+        let Some(spill) = &mut self.core.spill else { return Ok(()) };
+        for (slot, tier, reason) in spill.errors.drain(..) {
+            let key = self.keys.key_columns(&[slot])?;
+            let options = arrow_cast::display::FormatOptions::default();
+            let key = key
+                .iter()
+                .map(|c| {
+                    arrow_cast::display::ArrayFormatter::try_new(c.as_ref(), &options)
+                        .map(|f| f.value(0).to_string())
+                        .unwrap_or_else(|_| "?".into())
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.spill_errors.push(Error::Serialization { key, tier, reason });
+        }
+        Ok(())
     }
 
     /// Generations currently spilled out of memory.
@@ -412,6 +443,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             for &(_, slot) in part {
                 self.core.close(slot, EmitReason::EndOfInput, true, false, self.core.watermark);
             }
+            self.name_spill_errors()?;
             if let Some(batch) = self.take_output()? {
                 out(batch);
             }
@@ -469,6 +501,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         if self.core.spill.is_some() {
             let held = self.bytes_held();
             self.core.maybe_spill(held)?;
+            self.name_spill_errors()?;
         }
         let out = self.take_output()?;
         let (arrival, keys) = (&self.core.arrival, &self.keys);
@@ -857,16 +890,21 @@ impl<A: Accumulator> Core<A> {
         spill.state[s] = RESTORED;
         let Some(handle) = spill.handles.remove(&slot) else {
             spill.corrupted += 1;
+            spill.errors.push((slot, "memory".into(), "no record for a spilled generation".into()));
             return false;
         };
         spill.reads += 1;
-        match spill.store.take(handle) {
-            Ok(bytes) if self.acc.restore(slot, &bytes).is_ok() => true,
-            _ => {
-                spill.corrupted += 1;
-                false
-            }
-        }
+        let failure = match spill.store.take(handle) {
+            Ok(bytes) => match self.acc.restore(slot, &bytes) {
+                Ok(()) => return true,
+                Err(e) => (handle.tier().as_str().to_owned(), e.to_string()),
+            },
+            Err(SpillError::Corrupted { tier, reason }) => (tier.as_str().to_owned(), reason),
+            Err(e) => (handle.tier().as_str().to_owned(), e.to_string()),
+        };
+        spill.corrupted += 1;
+        spill.errors.push((slot, failure.0, failure.1));
+        false
     }
 
     /// Spills open generations when the state holds more than the limit:

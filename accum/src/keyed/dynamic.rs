@@ -59,6 +59,8 @@ pub trait RunningAccumulator: Send + Sync + Debug {
     fn resident_keys(&self) -> usize;
     /// See [`KeyedAccumulator::spilled_keys`].
     fn spilled_keys(&self) -> u64;
+    /// See [`KeyedAccumulator::take_spill_errors`].
+    fn take_spill_errors(&mut self) -> Vec<crate::Error>;
     /// See [`KeyedAccumulator::enable_spill`].
     fn enable_spill(&mut self, options: SpillOptions) -> Result<()>;
     /// See [`KeyedAccumulator::spill_to`].
@@ -98,6 +100,9 @@ impl<A: Accumulator> RunningAccumulator for KeyedAccumulator<A> {
     }
     fn spilled_keys(&self) -> u64 {
         KeyedAccumulator::spilled_keys(self)
+    }
+    fn take_spill_errors(&mut self) -> Vec<crate::Error> {
+        KeyedAccumulator::take_spill_errors(self)
     }
     fn enable_spill(&mut self, options: SpillOptions) -> Result<()> {
         KeyedAccumulator::enable_spill(self, options)

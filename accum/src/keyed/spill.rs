@@ -52,6 +52,8 @@ pub(crate) struct Spill {
     pub(crate) reads: u64,
     pub(crate) corrupted: u64,
     pub(crate) failures: u64,
+    /// Unreadable records since the last call: slot, tier, what was wrong.
+    pub(crate) errors: Vec<(u32, String, String)>,
 }
 
 impl Spill {
@@ -73,6 +75,7 @@ impl Spill {
             reads: 0,
             corrupted: 0,
             failures: 0,
+            errors: Vec::new(),
         })
     }
 

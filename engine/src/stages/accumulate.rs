@@ -104,6 +104,9 @@ impl AccumulateStage {
             out.emit_data(data);
         }
         if let Some(running) = self.running.as_mut() {
+            for e in running.take_spill_errors() {
+                tracing::warn!(accumulator = self.spec.kind(), error = %e, "spilled state lost; emitted as corrupted");
+            }
             let dead = running.take_dead_letters();
             if !dead.is_empty() {
                 let rows = dead.rows() as u64;
