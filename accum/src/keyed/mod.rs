@@ -6,8 +6,9 @@
 //! (open, closed, their arrival order and first-fragment time), deadlines
 //! in a time-ordered heap, the [`Policies`] (max items, max bytes, max
 //! latency, TTL, partial flush, after-complete, max keys with LRU eviction,
-//! allowed lateness, a user predicate), the dead-letter output, statistics
-//! and the output batch with its key and `acc_*` columns. An
+//! allowed lateness, a user predicate), the dead-letter output, spilling
+//! (see [`SpillOptions`]), statistics and the output batch with its key and
+//! `acc_*` columns. An
 //! [`Accumulator`] owns only its per-slot state: it binds each batch's
 //! columns once ([`Accumulator::bind`]), folds one fragment into one slot
 //! ([`Accumulator::update`], monomorphized into the driver's row loop: no
