@@ -493,8 +493,11 @@ fn a_tiny_memory_budget_spills_on_every_engine_without_changing_the_output() {
     for (name, engine) in all {
         let (g, c) = graph();
         let opts = RunOptions::default().with_memory_budget(garner::pools::ByteSize::kib(16));
+        let budget = opts.memory_budget.clone().expect("a budget");
+        let leaks = garner::pools::testing::LeakCheck::new(&budget, &garner::pools::SegmentPool::new(0));
         let report = common::run_watched(engine.as_ref(), g, opts, common::HANG_TIMEOUT, &name)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        leaks.check().unwrap_or_else(|e| panic!("{name}: reservations outlived the run: {e}"));
         assert_eq!(sorted(&c), expected, "{name}");
         let stats = report.stages.iter().find_map(|s| s.accum.clone()).expect("accumulator stats");
         assert!(stats.spill_writes > 0, "{name}: nothing spilled: {stats:?}");
