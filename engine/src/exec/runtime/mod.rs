@@ -127,9 +127,14 @@ impl Shared {
                     return false;
                 }
                 Ok(Outcome::Finished) => {
-                    actor.done.store(true, SeqCst);
+                    // A finished actor can be scheduled again (a tick
+                    // requested just before it finished): it reports
+                    // `Finished` once more, but must be counted once, or the
+                    // run would end before the others (a sink not finished
+                    // when the driver commits).
+                    let first_time = !actor.done.swap(true, SeqCst);
                     actor.scheduled.store(false, SeqCst);
-                    if self.live.fetch_sub(1, SeqCst) == 1 {
+                    if first_time && self.live.fetch_sub(1, SeqCst) == 1 {
                         self.signal_done();
                     }
                     return false;
