@@ -3,6 +3,7 @@
 mod demo;
 mod display;
 mod gen;
+mod interrupt;
 mod malloc;
 mod plan;
 mod rss;
@@ -76,6 +77,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<interrupt::Interrupted>().is_some() => {
+            eprintln!("stopped: {e}; the output holds what was processed before it");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE

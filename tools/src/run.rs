@@ -81,9 +81,13 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     if let Some(b) = budget {
         options = options.with_memory_budget(b);
     }
-    let result = engine.create(threads).run(graph, options);
+    let result =
+        engine.create(threads).spawn(graph, options).and_then(|h| crate::interrupt::watch(h, args.quiet));
     live.stop();
-    let report = result?;
+    let (report, drained) = match result? {
+        crate::interrupt::Ended::Completed(r) => (r, false),
+        crate::interrupt::Ended::Drained(r) => (r, true),
+    };
     if !args.quiet {
         eprint!("{}", summary(&report));
         eprintln!(
@@ -95,6 +99,9 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             report.engine,
             crate::rss::peak_rss_text()
         );
+    }
+    if drained {
+        return Err(crate::interrupt::Interrupted.into());
     }
     Ok(())
 }

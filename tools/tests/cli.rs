@@ -280,3 +280,74 @@ fn count_and_window_accumulators_run_from_a_spec() {
     let err = fails(d, &with("accumulator = \"count\""));
     assert!(err.contains("stage[1].every: missing"), "{err}");
 }
+
+/// Starts `garner run` on a slow run (everything spills under a tiny
+/// budget) and sends it SIGINT `presses` times once it catches SIGINT.
+#[cfg(unix)]
+fn interrupted(presses: usize) -> (std::process::Output, tempfile::TempDir) {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = garner(
+        &["gen", "--subjects", "200000", "--locality", "random", "--out", "fragments.arrow", "--quiet"],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(d.join("p.toml"), SPEC).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_garner"))
+        .args(["run", "p.toml", "--engine", "steal", "--threads", "2", "--memory-budget", "64KiB"])
+        .current_dir(d)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run is under way once garner catches SIGINT (bit 1 of SigCgt).
+    let started = std::time::Instant::now();
+    let catches_sigint = || {
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok().and_then(|s| {
+            let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?.trim().to_owned();
+            u64::from_str_radix(&mask, 16).ok().map(|m| m & 0b10 != 0)
+        })
+    };
+    while catches_sigint() == Some(false) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    if catches_sigint().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(500)); // no /proc: give it time
+    }
+    for _ in 0..presses {
+        let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    (child.wait_with_output().unwrap(), dir)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_first_ctrl_c_drains_and_keeps_what_was_processed() {
+    let (o, dir) = interrupted(1);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted: draining"), "{err}");
+    assert!(err.contains("stopped: interrupted by Ctrl-C"), "{err}");
+    assert!(dir.path().join("assembled.parquet").exists(), "the drained output is committed: {err}");
+    let last = err.lines().find(|l| l.contains(" rows out in ")).unwrap_or_else(|| panic!("{err}"));
+    let rows_in: u64 = last.split(" rows in").next().unwrap().parse().unwrap();
+    assert!(rows_in < 789_000, "the source stopped early: {last}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_ctrl_c_aborts_and_leaves_no_output() {
+    let (o, dir) = interrupted(2);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("aborting"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("assembled") || n.starts_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}: {err}");
+}
