@@ -8,7 +8,7 @@ use arrow_schema::SchemaRef;
 use crate::{
     collect::{CollectMode, CollectState, Collected},
     error::{Error, Result},
-    keyed::{AccumulatorSpec, KeyedAccumulator, Policies, RunningAccumulator, WithPolicies},
+    keyed::{KeyedAccumulator, Policies},
     time::TimeMode,
     varset::KeyColumns,
 };
@@ -116,29 +116,4 @@ pub(crate) fn collected(name: Option<&str>, input: &SchemaRef) -> Result<Option<
     Ok(Some(Collected { column, kind, value_type }))
 }
 
-impl AccumulatorSpec for CountAccumulator {
-    fn kind(&self) -> &'static str {
-        "count"
-    }
-    fn key_columns(&self) -> Vec<String> {
-        self.key.clone()
-    }
-    fn time_mode(&self) -> TimeMode {
-        self.time.clone()
-    }
-    fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>> {
-        Ok(Box::new(self.build(input)?))
-    }
-    fn spills(&self) -> bool {
-        self.policies.spill
-    }
-}
-
-impl WithPolicies for CountAccumulator {
-    fn policies(&self) -> &Policies {
-        &self.policies
-    }
-    fn policies_mut(&mut self) -> &mut Policies {
-        &mut self.policies
-    }
-}
+crate::keyed::keyed_builder!(CountAccumulator, "count", |s| s.time.clone());

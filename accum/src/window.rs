@@ -9,7 +9,7 @@ use crate::{
     collect::{CollectMode, CollectState},
     count::collected,
     error::Result,
-    keyed::{AccumulatorSpec, KeyedAccumulator, Policies, RunningAccumulator, WindowRule, WithPolicies},
+    keyed::{KeyedAccumulator, Policies, WindowRule},
     time::{duration_millis, TimeMode},
     varset::KeyColumns,
 };
@@ -109,29 +109,4 @@ impl WindowAccumulator {
     }
 }
 
-impl AccumulatorSpec for WindowAccumulator {
-    fn kind(&self) -> &'static str {
-        "window"
-    }
-    fn key_columns(&self) -> Vec<String> {
-        self.key.clone()
-    }
-    fn time_mode(&self) -> TimeMode {
-        TimeMode::event(&self.time_column)
-    }
-    fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>> {
-        Ok(Box::new(self.build(input)?))
-    }
-    fn spills(&self) -> bool {
-        self.policies.spill
-    }
-}
-
-impl WithPolicies for WindowAccumulator {
-    fn policies(&self) -> &Policies {
-        &self.policies
-    }
-    fn policies_mut(&mut self) -> &mut Policies {
-        &mut self.policies
-    }
-}
+crate::keyed::keyed_builder!(WindowAccumulator, "window", |s| TimeMode::event(&s.time_column));

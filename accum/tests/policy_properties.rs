@@ -22,22 +22,13 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 use arrow_array::{
     cast::AsArray, types::*, Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
-use common::batch_of;
+use common::{to_batch, Frag, VARS};
 use garner_accum::{
     AfterComplete, CountAccumulator, KeyedAccumulator, Policies, SpillOptions, TimeMode, VarSet,
     WindowAccumulator, WithPolicies, ERROR_COLUMN,
 };
 use proptest::prelude::*;
 use quickcheck::{QuickCheck, TestResult};
-
-const VARS: [&str; 4] = ["w", "x", "y", "z"];
-
-#[derive(Debug, Clone, Copy)]
-struct Frag {
-    key: Option<u64>,
-    var: usize,
-    time: i64,
-}
 
 /// One emitted row, decoded; values are fragment ids.
 #[derive(Debug, Clone, PartialEq, PartialOrd)]
@@ -48,23 +39,6 @@ struct Row {
     missing: Vec<String>,
     reason: String,
     dead: bool,
-}
-
-fn to_batch(stream: &[Frag], first_id: usize) -> RecordBatch {
-    batch_of(&[
-        ("k", Arc::new(stream.iter().map(|f| f.key).collect::<UInt64Array>()) as ArrayRef),
-        (
-            "var",
-            Arc::new(StringArray::from_iter_values(
-                stream.iter().map(|f| VARS.get(f.var).copied().unwrap_or("other")),
-            )),
-        ),
-        (
-            "value",
-            Arc::new(Int64Array::from_iter_values((first_id..first_id + stream.len()).map(|i| i as i64))),
-        ),
-        ("ts", Arc::new(Int64Array::from_iter_values(stream.iter().map(|f| f.time)))),
-    ])
 }
 
 fn decode(batch: &RecordBatch, dead: bool) -> Vec<Row> {

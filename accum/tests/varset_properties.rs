@@ -13,20 +13,11 @@ use std::{
 use arrow_array::{
     cast::AsArray, types::*, Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
-use common::batch_of;
+use common::{to_batch, Frag, VARS};
 use garner_accum::{TimeMode, VarSet, VarSetAssembler, WithPolicies};
 use proptest::prelude::*;
 
-const VARS: [&str; 4] = ["w", "x", "y", "z"];
 const TTL: i64 = 100;
-
-/// One fragment: key (None = null), variable index (4 = not required), time.
-#[derive(Debug, Clone, Copy)]
-struct Frag {
-    key: Option<u64>,
-    var: usize,
-    time: i64,
-}
 
 /// One output row, decoded. Values are fragment ids (the row index in the
 /// stream), so every cell says which fragment it came from.
@@ -37,23 +28,6 @@ struct Row {
     completeness: f64,
     missing: Vec<String>,
     reason: String,
-}
-
-fn to_batch(stream: &[Frag], first_id: usize) -> RecordBatch {
-    batch_of(&[
-        ("k", Arc::new(stream.iter().map(|f| f.key).collect::<UInt64Array>()) as ArrayRef),
-        (
-            "var",
-            Arc::new(StringArray::from_iter_values(
-                stream.iter().map(|f| VARS.get(f.var).copied().unwrap_or("other")),
-            )),
-        ),
-        (
-            "value",
-            Arc::new(Int64Array::from_iter_values((first_id..first_id + stream.len()).map(|i| i as i64))),
-        ),
-        ("ts", Arc::new(Int64Array::from_iter_values(stream.iter().map(|f| f.time)))),
-    ])
 }
 
 fn decode(batch: &RecordBatch) -> Vec<Row> {

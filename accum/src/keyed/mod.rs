@@ -120,6 +120,7 @@ use arrow_schema::FieldRef;
 
 pub use driver::{DeadLetters, KeyedAccumulator};
 pub use dynamic::{AccumulatorSpec, RunningAccumulator};
+pub(crate) use policy::keyed_builder;
 pub use policy::{AfterComplete, Policies, Predicate, WithPolicies};
 pub use spill::SpillOptions;
 

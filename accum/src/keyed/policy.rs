@@ -183,3 +183,44 @@ pub trait WithPolicies: Sized {
         self
     }
 }
+
+/// Implements [`AccumulatorSpec`](super::AccumulatorSpec) and
+/// [`WithPolicies`] for a builder with fields `key: Vec<String>` and
+/// `policies: Policies` and a `build(&self, &SchemaRef)` method returning a
+/// [`KeyedAccumulator`](super::KeyedAccumulator): its kind name and how its
+/// time mode is read are the arguments.
+macro_rules! keyed_builder {
+    ($ty:ty, $kind:literal, |$s:ident| $time:expr) => {
+        impl $crate::keyed::AccumulatorSpec for $ty {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+            fn key_columns(&self) -> Vec<String> {
+                self.key.clone()
+            }
+            fn time_mode(&self) -> $crate::TimeMode {
+                let $s = self;
+                $time
+            }
+            fn build_dyn(
+                &self,
+                input: &arrow_schema::SchemaRef,
+            ) -> $crate::Result<Box<dyn $crate::keyed::RunningAccumulator>> {
+                Ok(Box::new(self.build(input)?))
+            }
+            fn spills(&self) -> bool {
+                self.policies.spill
+            }
+        }
+
+        impl $crate::keyed::WithPolicies for $ty {
+            fn policies(&self) -> &$crate::keyed::Policies {
+                &self.policies
+            }
+            fn policies_mut(&mut self) -> &mut $crate::keyed::Policies {
+                &mut self.policies
+            }
+        }
+    };
+}
+pub(crate) use keyed_builder;

@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 use super::{plan::VarPlan, state::VarSetState, VarSetAssembler};
 use crate::{
     error::Result,
-    keyed::{AccumulatorSpec, KeyedAccumulator, Policies, RunningAccumulator, WithPolicies},
+    keyed::{KeyedAccumulator, Policies},
     time::TimeMode,
 };
 
@@ -243,32 +243,7 @@ impl VarSet {
     }
 }
 
-impl AccumulatorSpec for VarSet {
-    fn kind(&self) -> &'static str {
-        "varset"
-    }
-    fn key_columns(&self) -> Vec<String> {
-        self.key.clone()
-    }
-    fn time_mode(&self) -> TimeMode {
-        self.time.clone()
-    }
-    fn build_dyn(&self, input: &SchemaRef) -> Result<Box<dyn RunningAccumulator>> {
-        Ok(Box::new(self.build(input)?))
-    }
-    fn spills(&self) -> bool {
-        self.policies.spill
-    }
-}
-
-impl WithPolicies for VarSet {
-    fn policies(&self) -> &Policies {
-        &self.policies
-    }
-    fn policies_mut(&mut self) -> &mut Policies {
-        &mut self.policies
-    }
-}
+crate::keyed::keyed_builder!(VarSet, "varset", |s| s.time.clone());
 
 #[cfg(test)]
 mod tests {

@@ -60,3 +60,35 @@ pub fn out(batch: Option<RecordBatch>) -> Vec<String> {
 pub fn header(batch: &RecordBatch) -> String {
     batch.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(" | ")
 }
+
+/// The required variables of the property tests' fragment streams.
+pub const VARS: [&str; 4] = ["w", "x", "y", "z"];
+
+/// One fragment of a property test's stream: key (None = null), variable
+/// index into [`VARS`] (4 = not required), time.
+#[derive(Debug, Clone, Copy)]
+pub struct Frag {
+    pub key: Option<u64>,
+    pub var: usize,
+    pub time: i64,
+}
+
+/// Fragments `(k, var, value, ts)`; each value is the fragment's id (its
+/// index in the whole stream, `first_id` for the first of these), so every
+/// output cell says which fragment it came from.
+pub fn to_batch(stream: &[Frag], first_id: usize) -> RecordBatch {
+    batch_of(&[
+        ("k", Arc::new(stream.iter().map(|f| f.key).collect::<UInt64Array>()) as ArrayRef),
+        (
+            "var",
+            Arc::new(StringArray::from_iter_values(
+                stream.iter().map(|f| VARS.get(f.var).copied().unwrap_or("other")),
+            )),
+        ),
+        (
+            "value",
+            Arc::new(Int64Array::from_iter_values((first_id..first_id + stream.len()).map(|i| i as i64))),
+        ),
+        ("ts", Arc::new(Int64Array::from_iter_values(stream.iter().map(|f| f.time)))),
+    ])
+}
