@@ -17,11 +17,9 @@
 
 mod common;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
-use arrow_array::{
-    cast::AsArray, types::*, Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array,
-};
+use arrow_array::{cast::AsArray, types::*, Array, RecordBatch};
 use common::{to_batch, Frag, VARS};
 use garner_accum::{
     AfterComplete, CountAccumulator, KeyedAccumulator, Policies, SpillOptions, TimeMode, VarSet,

@@ -6,13 +6,10 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::Arc,
     time::Duration,
 };
 
-use arrow_array::{
-    cast::AsArray, types::*, Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array,
-};
+use arrow_array::{cast::AsArray, types::*, Array, RecordBatch};
 use common::{to_batch, Frag, VARS};
 use garner_accum::{TimeMode, VarSet, VarSetAssembler, WithPolicies};
 use proptest::prelude::*;
