@@ -31,6 +31,7 @@ use crate::{
     error::{Error, Result},
     hash::{hash_bytes, hash_u64},
     slot_table::SlotTable,
+    spill_codec,
     values::{build_column, ColumnValues, ValueKind},
 };
 
@@ -245,6 +246,58 @@ impl KeyTable {
             KeyStore::Bytes(k) => {
                 let bytes = k.batch.as_ref().and_then(|b| b.get(row)).unwrap_or_default();
                 intern_bytes(table, &mut k.stored, hash, bytes, || alloc(slot_hashes, in_use, free, hash))
+            }
+        }
+    }
+
+    /// The hash of `row`'s key (of the loaded batch), as [`intern`](Self::intern) uses it.
+    #[inline(always)]
+    pub(crate) fn row_hash(&self, row: usize) -> u64 {
+        self.batch_hashes[row]
+    }
+
+    /// The hash of `slot`'s key.
+    #[inline(always)]
+    pub(crate) fn slot_hash(&self, slot: u32) -> u64 {
+        self.slot_hashes[slot as usize]
+    }
+
+    /// Appends `slot`'s key to `out` in the form [`intern_written`](Self::intern_written) reads.
+    pub(crate) fn write_key(&self, slot: u32, out: &mut Vec<u8>) {
+        match &self.store {
+            KeyStore::Int(k) => spill_codec::put_u64(out, k.slot_keys[slot as usize]),
+            KeyStore::Rows(RowKeys { stored, .. }) | KeyStore::Bytes(ByteKeys { stored, .. }) => {
+                let bytes = stored.get(slot);
+                spill_codec::put_u32(out, bytes.len() as u32);
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    /// Interns the next key [`write_key`](Self::write_key) wrote into `r`:
+    /// the slot it has (a new one if it is not resident).
+    pub(crate) fn intern_written(&mut self, r: &mut spill_codec::Reader<'_>) -> Result<u32> {
+        let KeyTable { table, slot_hashes, in_use, free, store, .. } = self;
+        match store {
+            KeyStore::Int(k) => {
+                let key = r.u64()?;
+                let hash = hash_u64(key);
+                let slot_keys = &mut k.slot_keys;
+                table.find_or_insert(
+                    hash,
+                    |_| true,
+                    || {
+                        let slot = alloc(slot_hashes, in_use, free, hash)?;
+                        set(slot_keys, slot, key, 0);
+                        Ok(slot)
+                    },
+                )
+            }
+            KeyStore::Rows(RowKeys { stored, .. }) | KeyStore::Bytes(ByteKeys { stored, .. }) => {
+                let len = r.u32()? as usize;
+                let bytes = r.bytes(len)?;
+                let hash = hash_bytes(bytes);
+                intern_bytes(table, stored, hash, bytes, || alloc(slot_hashes, in_use, free, hash))
             }
         }
     }

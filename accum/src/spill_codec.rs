@@ -69,6 +69,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The next `n` bytes.
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        self.take(n)
+    }
+
     /// Errors unless everything was read.
     pub(crate) fn finish(self) -> Result<()> {
         if self.bytes.is_empty() {

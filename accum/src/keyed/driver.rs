@@ -26,11 +26,14 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use garner_pools::SpillError;
 
+mod partitions;
+
 use super::{
     lru::Lru,
     policy::{AfterComplete, Policies},
     rejects::{with_error_column, Rejection, Rejects},
     spill::{Spill, SpillOptions, IN_MEMORY, RESTORED, SPILLED},
+    spill_parts::part_of,
     staging::{build, StagedRow},
     Accumulator, EmitReason, Generation, KeyView, WindowRule,
 };
@@ -49,6 +52,10 @@ const NO_GEN: u64 = u64::MAX;
 
 /// The slot of a skipped row (null key or not accepted).
 const SKIP: u32 = u32::MAX;
+
+/// The slot of a row of a spilled partition (buffered, applied when the
+/// partition comes back).
+const PENDING: u32 = u32::MAX - 1;
 
 /// Rows the policies sent to the dead-letter output, taken with
 /// [`KeyedAccumulator::take_dead_letters`].
@@ -270,7 +277,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         match &mut self.core.spill {
             Some(spill) => spill.options = options,
             None => {
-                let mut spill = Spill::new(options)?;
+                let mut spill = Spill::new(options, self.core.lru.is_none())?;
                 spill.state.resize(self.core.arrival.len(), IN_MEMORY);
                 self.core.spill = Some(spill);
             }
@@ -288,7 +295,11 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             return Err(Error::Spill("spill_to without spilling enabled".into()));
         }
         let held = self.bytes_held();
-        self.core.spill_down(held, target_bytes)?;
+        if self.partitioned() {
+            self.spill_parts(held, target_bytes)?;
+        } else {
+            self.core.spill_down(held, target_bytes)?;
+        }
         self.emit()
     }
 
@@ -322,7 +333,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
 
     /// Generations currently spilled out of memory.
     pub fn spilled_keys(&self) -> u64 {
-        self.core.spill.as_ref().map_or(0, |s| s.handles.len() as u64)
+        self.core.spill.as_ref().map_or(0, Spill::spilled_generations)
     }
 
     /// Test hook: flips a byte of every spilled record, so the next read of
@@ -330,11 +341,19 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     #[doc(hidden)]
     pub fn corrupt_spilled_for_test(&mut self) -> usize {
         let Some(spill) = &mut self.core.spill else { return 0 };
-        let handles: Vec<_> = spill.handles.values().copied().collect();
+        let mut handles: Vec<_> = spill.handles.values().copied().collect();
+        // Of spilled partitions, the state records (the keys stay readable).
+        let mut damaged = handles.len();
+        if let Some(parts) = &spill.parts {
+            for run in parts.parts.iter().flat_map(|p| &p.runs) {
+                handles.push(run.states);
+                damaged += run.count as usize;
+            }
+        }
         for &h in &handles {
             spill.store.corrupt_for_test(h);
         }
-        handles.len()
+        damaged
     }
 
     /// The accumulator being driven.
@@ -359,6 +378,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         let rows = batch.num_rows();
         self.stats.fragments_in += rows as u64;
         self.slots.clear();
+        let spilled = self.spilled_mask();
         for row in 0..rows {
             let slot = if self.keys.is_null(row) {
                 self.stats.null_key_fragments += 1;
@@ -366,6 +386,8 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             } else if !self.core.acc.accepts(&input, row) {
                 self.stats.unknown_var_fragments += 1;
                 SKIP
+            } else if spilled.is_some_and(|m| m[part_of(self.keys.row_hash(row))]) {
+                PENDING
             } else {
                 self.keys.intern(row)?
             };
@@ -374,11 +396,11 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         self.core.grow(self.keys.slot_count());
 
         let result = match times {
-            Some(times) => self.core.apply_rows(&input, &self.slots, &times, &mut self.rejects),
+            Some(times) => self.core.apply_rows(&input, &self.slots, &times, &mut self.rejects, None),
             // Processing time never runs backwards: an earlier `now` counts as the latest one.
             None => {
                 let now = ConstTime(now.max(self.core.watermark));
-                self.core.apply_rows(&input, &self.slots, &now, &mut self.rejects)
+                self.core.apply_rows(&input, &self.slots, &now, &mut self.rejects, None)
             }
         };
         drop(input);
@@ -387,6 +409,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             self.dead.fragments.push(r);
         }
         result?;
+        if spilled.is_some() {
+            self.buffer_pending(batch)?;
+        }
         self.emit()
     }
 
@@ -418,9 +443,15 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// partials with reason `end_of_input`), in arrival order. Afterwards no
     /// key is resident; the accumulator can take more input.
     pub fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        let mut out = None;
-        self.finish_into(usize::MAX, &mut |b| out = Some(b))?;
-        Ok(out)
+        let mut out = Vec::new();
+        self.finish_into(usize::MAX, &mut |b| out.push(b))?;
+        match out.len() {
+            0 => Ok(None),
+            1 => Ok(out.pop()),
+            _ => arrow_select::concat::concat_batches(&self.schema, &out)
+                .map(Some)
+                .map_err(Error::arrow("joining the rows of spilled partitions")),
+        }
     }
 
     /// End of input, in batches of at most `rows_per_batch` rows (in the
@@ -428,6 +459,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// brought back (when spilled), built and released before the next, so
     /// memory holds one batch's worth of restored state at a time.
     pub fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()> {
+        self.finish_spilled_parts(rows_per_batch, out)?;
         let core = &mut self.core;
         let mut open: Vec<(u64, u32)> = core
             .arrival
@@ -473,7 +505,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             dropped_after_complete: self.core.dropped_after_complete,
             completed_marks: self.core.tombstones,
             bytes_held: self.bytes_held(),
-            spilled_keys: self.core.spill.as_ref().map_or(0, |s| s.handles.len() as u64),
+            spilled_keys: self.spilled_keys(),
             spill_writes: self.core.spill.as_ref().map_or(0, |s| s.writes),
             spill_reads: self.core.spill.as_ref().map_or(0, |s| s.reads),
             spill_corrupted: self.core.spill.as_ref().map_or(0, |s| s.corrupted),
@@ -487,8 +519,22 @@ impl<A: Accumulator> KeyedAccumulator<A> {
 
     /// Approximate bytes held by the state (as in [`AccumStats::bytes_held`]),
     /// without building the whole stats.
+    ///
+    /// When partitions have been spilled, the state's vectors keep the
+    /// capacity of the most generations ever resident (reused by new ones),
+    /// so this counts that capacity in proportion to the generations
+    /// resident now: what is in use, and what spilling more would free.
     pub fn bytes_held(&self) -> u64 {
-        (self.keys.bytes_held() + self.core.bytes_held() + self.slots.capacity() * 4) as u64
+        let capacity = (self.keys.bytes_held() + self.core.bytes_held() + self.slots.capacity() * 4) as u64;
+        match self.core.spill.as_ref().and_then(|s| s.parts.as_ref()) {
+            Some(parts) if parts.high_water > 0 => {
+                let buffered = parts.piece_bytes as u64;
+                let state = capacity.saturating_sub(buffered);
+                let resident = self.resident_generations().min(parts.high_water);
+                (state as u128 * u128::from(resident) / u128::from(parts.high_water)) as u64 + buffered
+            }
+            _ => capacity,
+        }
     }
 
     /// Key generations currently held in memory (open, not spilled).
@@ -499,11 +545,24 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// Step 4: builds the staged rows and frees emptied slots.
     fn emit(&mut self) -> Result<Option<RecordBatch>> {
         if self.core.spill.is_some() {
+            self.reload_due_parts()?;
+            self.note_high_water();
             let held = self.bytes_held();
-            self.core.maybe_spill(held)?;
+            if self.partitioned() {
+                self.maybe_spill_parts(held)?;
+            } else {
+                self.core.maybe_spill(held)?;
+            }
             self.name_spill_errors()?;
         }
         let out = self.take_output()?;
+        self.release_slots()?;
+        self.core.acc.maintain();
+        Ok(out)
+    }
+
+    /// Frees the slots emptied by this call.
+    fn release_slots(&mut self) -> Result<()> {
         let (arrival, keys) = (&self.core.arrival, &self.keys);
         // A slot may be listed twice, or reopened since: free each empty one once.
         self.core.released.retain(|&s| arrival[s as usize] == NO_GEN && keys.in_use(s));
@@ -512,8 +571,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         self.keys.free_all(&self.core.released)?;
         self.core.released.clear();
         self.keys.maybe_compact();
-        self.core.acc.maintain();
-        Ok(out)
+        Ok(())
     }
 
     /// Builds the staged rows into a batch, counts them and releases them.
@@ -597,10 +655,30 @@ impl<A: Accumulator> Core<A> {
         slots: &[u32],
         times: &T,
         rejects: &mut Rejects,
+        replay: Option<&[Millis]>,
     ) -> Result<()> {
         for (row, &slot) in slots.iter().enumerate() {
             if let Some(&ahead) = slots.get(row + AHEAD) {
                 self.prefetch(ahead);
+            }
+            if let Some(watermarks) = replay {
+                // A buffered fragment comes back under the watermark it arrived under.
+                self.watermark = watermarks[row];
+                self.sweep_if_due();
+            }
+            if slot == PENDING {
+                // Its partition is spilled: buffered with its arrival watermark and time.
+                let time = times.time(row);
+                if let Some(parts) = self.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+                    parts.rows.push((row as u32, self.watermark, time));
+                }
+                if let Some(time) = time {
+                    if time > self.watermark {
+                        self.watermark = time;
+                        self.sweep_if_due();
+                    }
+                }
+                continue;
             }
             if slot == SKIP {
                 // An ignored row still says how far event time has come.
@@ -755,7 +833,7 @@ impl<A: Accumulator> Core<A> {
     /// Hints that `slot`'s state will be touched soon.
     #[inline(always)]
     fn prefetch(&self, slot: u32) {
-        if slot != SKIP {
+        if slot < PENDING {
             prefetch(&self.arrival, slot as usize);
             prefetch(&self.first, slot as usize);
             self.acc.prefetch(slot);
@@ -800,7 +878,8 @@ impl<A: Accumulator> Core<A> {
         self.active += 1;
         self.first[s] = time;
         if let Some(spill) = &mut self.spill {
-            spill.state[s] = IN_MEMORY;
+            let replaying = spill.parts.as_ref().is_some_and(|p| p.replaying);
+            spill.state[s] = if replaying { RESTORED } else { IN_MEMORY };
         }
         match self.rule {
             Rule::Never => {}
@@ -1014,6 +1093,11 @@ impl<A: Accumulator> Core<A> {
         if let Some(spill) = &mut self.spill {
             for (_, h) in spill.handles.drain() {
                 spill.store.free(h);
+            }
+            if let Some(parts) = &mut spill.parts {
+                for h in parts.drain_handles() {
+                    spill.store.free(h);
+                }
             }
             spill.state.clear();
         }

@@ -113,6 +113,7 @@ mod lru;
 mod policy;
 mod rejects;
 mod spill;
+mod spill_parts;
 mod staging;
 
 use arrow_array::{ArrayRef, RecordBatch};

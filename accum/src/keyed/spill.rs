@@ -2,18 +2,27 @@
 //!
 //! With [`KeyedAccumulator::with_spill`](super::KeyedAccumulator::with_spill)
 //! the driver watches the bytes its state holds after every call. Above the
-//! limit, it spills open generations — lowest completeness first, then the
-//! oldest — until the state is under the low-water mark (hysteresis: a
-//! batch of victims, not one key per call). A spilled generation keeps its
-//! key, arrival and deadline in memory; the accumulator's state for it
-//! (VarSet values, collected items) goes to the [`SpillStore`] (lz4 in
-//! memory, then memory-mapped segment files, then plain files). The next
-//! fragment of the key, or its closing (deadline, eviction, end of input),
-//! brings it back first. Rows of generations that were spilled have
-//! `acc_spilled = true`.
+//! limit, it spills until the state is under the low-water mark (hysteresis:
+//! a batch of victims, not one key per call), into a [`SpillStore`] (lz4 in
+//! memory, then memory-mapped segment files, then plain files). Rows of
+//! generations that were spilled have `acc_spilled = true`. Two ways:
+//!
+//! - **Partitions** (the default): whole hash partitions of the key space
+//!   leave memory — keys, slots and state — the ones holding the most
+//!   generations first; their fragments are buffered (in the store too) and
+//!   replayed when the partition comes back: when the watermark passes the
+//!   earliest deadline it may hold, and at the end of input, a partition at
+//!   a time. See [`spill_parts`](super::spill_parts). Memory keeps a few words
+//!   per partition, so millions of keys fit a small budget.
+//! - **Per key** (with `max_keys`, whose least-recently-touched eviction needs
+//!   every key resident): open generations — lowest completeness first, then
+//!   the oldest — spill their accumulator state only; the key, arrival and
+//!   deadline stay. The next fragment of the key, or its closing (deadline,
+//!   eviction, end of input), brings it back first.
 
 use garner_pools::{SpillConfig, SpillError, SpillHandle, SpillStats, SpillStore};
 
+use super::spill_parts::Parts;
 use crate::error::{Error, Result};
 
 /// How an accumulator instance spills.
@@ -47,6 +56,10 @@ pub(crate) struct Spill {
     /// `IN_MEMORY`, `SPILLED` or `RESTORED` (was spilled, back in memory), per slot.
     pub(crate) state: Vec<u8>,
     pub(crate) handles: hashbrown::HashMap<u32, SpillHandle>,
+    /// Whole partitions out of memory (see [`spill_parts`](super::spill_parts));
+    /// `None` when a policy needs every key resident (`max_keys`): then only
+    /// generations' values spill, per key, through `handles`.
+    pub(crate) parts: Option<Parts>,
     pub(crate) buf: Vec<u8>,
     pub(crate) writes: u64,
     pub(crate) reads: u64,
@@ -57,7 +70,7 @@ pub(crate) struct Spill {
 }
 
 impl Spill {
-    pub(crate) fn new(options: SpillOptions) -> Result<Self> {
+    pub(crate) fn new(options: SpillOptions, partitioned: bool) -> Result<Self> {
         if !(0.0..=1.0).contains(&options.low_water) {
             return Err(Error::BadPolicy {
                 policy: "spill low_water",
@@ -70,6 +83,7 @@ impl Spill {
             store,
             state: Vec::new(),
             handles: hashbrown::HashMap::new(),
+            parts: partitioned.then(Parts::default),
             buf: Vec::new(),
             writes: 0,
             reads: 0,
@@ -87,8 +101,16 @@ impl Spill {
         self.store.stats()
     }
 
+    /// Open generations out of memory (per key and in spilled partitions).
+    pub(crate) fn spilled_generations(&self) -> u64 {
+        self.handles.len() as u64 + self.parts.as_ref().map_or(0, |p| p.open)
+    }
+
     pub(crate) fn bytes_held(&self) -> usize {
-        self.state.capacity() + self.handles.capacity() * 16 + self.buf.capacity()
+        self.state.capacity()
+            + self.handles.capacity() * 16
+            + self.buf.capacity()
+            + self.parts.as_ref().map_or(0, Parts::bytes_held)
     }
 }
 

@@ -1,0 +1,492 @@
+//! Spilling and reloading whole partitions of the key space (see
+//! [`spill_parts`](crate::keyed::spill_parts) for the model).
+
+use arrow_array::RecordBatch;
+use garner_pools::SpillError;
+
+use super::{KeyedAccumulator, NO_GEN, RESTORED};
+use crate::{
+    error::{Error, Result},
+    keyed::spill::IN_MEMORY,
+    keyed::{
+        spill_parts::{self, part_of, Run, PARTS, PIECE_BYTES, RUN_GENERATIONS},
+        Accumulator, EmitReason,
+    },
+    spill_codec::{self, Reader},
+    time::{EventTimes, Millis},
+};
+
+/// `flags` bit of a spilled generation: a completed key's mark.
+const DONE: u8 = 1;
+
+impl<A: Accumulator> KeyedAccumulator<A> {
+    /// Whether spilling goes by partitions.
+    pub(super) fn partitioned(&self) -> bool {
+        self.core.spill.as_ref().is_some_and(|s| s.parts.is_some())
+    }
+
+    /// Which partitions are spilled, when any is.
+    pub(super) fn spilled_mask(&self) -> Option<[bool; PARTS]> {
+        let parts = self.core.spill.as_ref()?.parts.as_ref()?;
+        parts.any_spilled.then_some(parts.mask)
+    }
+
+    /// Copies this call's rows of spilled partitions into their pieces;
+    /// a partition's pieces go to the store past [`PIECE_BYTES`].
+    pub(super) fn buffer_pending(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rule = self.core.rule;
+        let lateness = self.core.lateness;
+        let Some(spill) = self.core.spill.as_mut() else { return Ok(()) };
+        let Some(parts) = spill.parts.as_mut() else { return Ok(()) };
+        if parts.rows.is_empty() {
+            return Ok(());
+        }
+        let mut rows = std::mem::take(&mut parts.rows);
+        // Group by partition, keeping arrival order within each.
+        rows.sort_by_key(|r| part_of(self.keys.row_hash(r.0 as usize)));
+        for group in rows.chunk_by(|a, b| {
+            part_of(self.keys.row_hash(a.0 as usize)) == part_of(self.keys.row_hash(b.0 as usize))
+        }) {
+            let p = part_of(self.keys.row_hash(group[0].0 as usize));
+            let piece = spill_parts::piece(batch, group)?;
+            let bytes = piece.get_array_memory_size();
+            let part = &mut parts.parts[p];
+            for &(_, watermark, time) in group {
+                let t = time.unwrap_or(watermark);
+                part.min_deadline = part.min_deadline.min(super::deadline(rule, lateness, t, t));
+            }
+            part.rows += group.len() as u64;
+            part.pieces.push(piece);
+            part.piece_bytes += bytes;
+            parts.piece_bytes += bytes;
+            if part.piece_bytes > PIECE_BYTES {
+                let encoded = spill_parts::encode(&part.pieces)?;
+                match spill.store.put(&encoded) {
+                    Ok(handle) => {
+                        let n = part.pieces.iter().map(RecordBatch::num_rows).sum();
+                        part.stored.push((handle, n));
+                        part.pieces.clear();
+                        parts.piece_bytes -= part.piece_bytes;
+                        part.piece_bytes = 0;
+                    }
+                    // No room: the pieces stay in memory (counted); nothing is lost.
+                    Err(_) => parts.piece_failures += 1,
+                }
+            }
+        }
+        rows.clear();
+        parts.rows = rows;
+        Ok(())
+    }
+
+    /// Reloads the spilled partitions whose earliest possible deadline the
+    /// watermark has passed, so their generations expire on time.
+    pub(super) fn reload_due_parts(&mut self) -> Result<()> {
+        let watermark = self.core.watermark;
+        let due: Vec<usize> = match self.core.spill.as_ref().and_then(|s| s.parts.as_ref()) {
+            Some(parts) if parts.any_spilled => (0..PARTS)
+                .filter(|&p| parts.parts[p].spilled && parts.parts[p].min_deadline < watermark)
+                .collect(),
+            _ => return Ok(()),
+        };
+        for p in due {
+            self.reload_part(p)?;
+        }
+        Ok(())
+    }
+
+    /// Spills partitions when the state passes the configured limit.
+    pub(super) fn maybe_spill_parts(&mut self, held: u64) -> Result<()> {
+        let Some(spill) = &self.core.spill else { return Ok(()) };
+        if held <= spill.options.limit_bytes {
+            return Ok(());
+        }
+        let target = spill.low_water();
+        self.spill_parts(held, target)
+    }
+
+    /// Spills the partitions holding the most generations until the
+    /// resident ones would fit in `target` bytes. A resident generation's
+    /// cost is taken at the largest state seen (capacity stays allocated
+    /// when generations leave, so the bytes held barely drop).
+    pub(super) fn spill_parts(&mut self, held: u64, target: u64) -> Result<()> {
+        self.note_high_water();
+        let resident = self.resident_generations();
+        let Some(parts) = self.core.spill.as_ref().and_then(|s| s.parts.as_ref()) else { return Ok(()) };
+        if held <= target || resident == 0 {
+            return Ok(());
+        }
+        // `held` counts the buffered pieces whole and the state in proportion
+        // to the resident generations: scale the state part to fit.
+        let buffered = parts.piece_bytes as u64;
+        let per_generation = (held.saturating_sub(buffered) / resident).max(1);
+        let allowed = target.saturating_sub(buffered) / per_generation;
+        if resident <= allowed {
+            return Ok(());
+        }
+        let mut counts = [0u64; PARTS];
+        for slot in 0..self.keys.slot_count() as u32 {
+            if self.keys.in_use(slot) && self.core.arrival[slot as usize] != NO_GEN {
+                counts[part_of(self.keys.slot_hash(slot))] += 1;
+            }
+        }
+        let mut order: Vec<usize> = (0..PARTS).filter(|&p| counts[p] > 0 && !parts.mask[p]).collect();
+        order.sort_by_key(|&p| std::cmp::Reverse(counts[p]));
+        let mut left = resident;
+        for p in order {
+            if left <= allowed {
+                break;
+            }
+            self.spill_part(p)?;
+            left = left.saturating_sub(counts[p]);
+        }
+        self.core.acc.maintain();
+        Ok(())
+    }
+
+    /// Records the most generations resident so far (see [`bytes_held`](Self::bytes_held)).
+    pub(super) fn note_high_water(&mut self) {
+        let resident = self.resident_generations();
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.high_water = parts.high_water.max(resident);
+        }
+    }
+
+    /// Open generations and completed-key marks in memory.
+    pub(super) fn resident_generations(&self) -> u64 {
+        let out = self.core.spill.as_ref().map_or(0, |s| s.spilled_generations());
+        (self.core.active + self.core.tombstones).saturating_sub(out)
+    }
+
+    /// Writes every generation of partition `p` out and frees its slots.
+    fn spill_part(&mut self, p: usize) -> Result<()> {
+        let mut slots: Vec<u32> = (0..self.keys.slot_count() as u32)
+            .filter(|&s| {
+                self.keys.in_use(s)
+                    && self.core.arrival[s as usize] != NO_GEN
+                    && part_of(self.keys.slot_hash(s)) == p
+            })
+            .collect();
+        slots.sort_unstable_by_key(|&s| self.core.arrival[s as usize]);
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.set_spilled(p, true);
+        }
+        for run in slots.chunks(RUN_GENERATIONS) {
+            self.spill_run(p, run)?;
+        }
+        Ok(())
+    }
+
+    /// One run: the keys in one record, the states in another.
+    fn spill_run(&mut self, p: usize, slots: &[u32]) -> Result<()> {
+        let (mut keys, mut states) = (Vec::new(), Vec::new());
+        let core = &mut self.core;
+        let mut open = 0u32;
+        for &slot in slots {
+            let s = slot as usize;
+            self.keys.write_key(slot, &mut keys);
+            let done = core.done.get(s).copied().unwrap_or(false);
+            spill_codec::put_u64(&mut states, core.arrival[s]);
+            spill_codec::put_u64(&mut states, core.first[s] as u64);
+            spill_codec::put_u64(&mut states, core.last.get(s).copied().unwrap_or(Millis::MIN) as u64);
+            spill_codec::put_u64(&mut states, core.items.get(s).copied().unwrap_or(0));
+            spill_codec::put_u64(&mut states, core.bytes.get(s).copied().unwrap_or(0));
+            states.push(if done { DONE } else { 0 });
+            let at = states.len();
+            spill_codec::put_u32(&mut states, 0);
+            if !done {
+                open += 1;
+                core.acc.spill(slot, &mut states)?;
+            }
+            let len = (states.len() - at - 4) as u32;
+            states[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+        let Some(spill) = core.spill.as_mut() else { return Ok(()) };
+        let stored = match spill.store.put(&keys) {
+            Ok(k) => match spill.store.put(&states) {
+                Ok(st) => Some((k, st)),
+                Err(_) => {
+                    spill.store.free(k);
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let count = slots.len() as u32;
+        let Some((k, st)) = stored else {
+            // No tier has room: the open generations leave as partials
+            // (counted); completed-key marks are dropped.
+            spill.failures += u64::from(open);
+            core.evicted += u64::from(open);
+            let mut r = Reader::new(&states);
+            for &slot in slots {
+                let (_, done, state) = read_generation(&mut r)?;
+                if done.is_none() {
+                    core.acc.restore(slot, state)?;
+                    let at = core.watermark;
+                    core.close(slot, EmitReason::Evicted, false, false, at);
+                } else {
+                    detach(core, slot);
+                }
+            }
+            return Ok(());
+        };
+        spill.writes += u64::from(open);
+        let mut min_deadline = Millis::MAX;
+        for &slot in slots {
+            min_deadline = min_deadline.min(core.deadline_of(slot as usize));
+            detach(core, slot);
+        }
+        let Some(parts) = core.spill.as_mut().and_then(|s| s.parts.as_mut()) else { return Ok(()) };
+        let part = &mut parts.parts[p];
+        part.runs.push(Run { keys: k, states: st, count, open });
+        part.open += u64::from(open);
+        part.min_deadline = part.min_deadline.min(min_deadline);
+        parts.open += u64::from(open);
+        Ok(())
+    }
+
+    /// Brings partition `p` back: its generations, then its buffered
+    /// fragments replayed under their arrival watermarks.
+    fn reload_part(&mut self, p: usize) -> Result<()> {
+        let Some(part) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()).map(|parts| parts.take(p))
+        else {
+            return Ok(());
+        };
+        for run in &part.runs {
+            self.restore_run(p, run)?;
+        }
+        let watermark = self.core.watermark;
+        self.set_replaying(true);
+        let result = self.replay_part(p, &part);
+        self.set_replaying(false);
+        self.core.watermark = watermark;
+        self.core.sweep_if_due();
+        result
+    }
+
+    /// Replays partition `p`'s buffered fragments, oldest first.
+    fn replay_part(&mut self, p: usize, part: &spill_parts::Part) -> Result<()> {
+        for &(handle, rows) in &part.stored {
+            let Some(spill) = self.core.spill.as_mut() else { break };
+            match spill.store.take(handle) {
+                Ok(bytes) => {
+                    for piece in spill_parts::decode(&bytes)? {
+                        self.replay(&piece)?;
+                    }
+                }
+                Err(e) => {
+                    // Unreadable fragments cannot be applied: said, never silent.
+                    spill.corrupted += 1;
+                    self.spill_errors.push(Error::Serialization {
+                        key: format!("{rows} buffered fragments of spill partition {p}"),
+                        tier: handle.tier().as_str().to_owned(),
+                        reason: spill_reason(e),
+                    });
+                }
+            }
+        }
+        for piece in &part.pieces {
+            self.replay(piece)?;
+        }
+        Ok(())
+    }
+
+    fn set_replaying(&mut self, on: bool) {
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.replaying = on;
+        }
+    }
+
+    /// Restores the generations of one run.
+    fn restore_run(&mut self, p: usize, run: &Run) -> Result<()> {
+        let Some(spill) = self.core.spill.as_mut() else { return Ok(()) };
+        spill.reads += u64::from(run.open);
+        let keys = spill.store.take(run.keys);
+        let states = spill.store.take(run.states);
+        let keys = match keys {
+            Ok(keys) => keys,
+            Err(e) => {
+                // The keys are unknown: the run's generations are lost, and said so.
+                spill.corrupted += u64::from(run.count);
+                self.core.active -= u64::from(run.open);
+                self.spill_errors.push(Error::Serialization {
+                    key: format!("{} keys of spill partition {p}", run.count),
+                    tier: run.keys.tier().as_str().to_owned(),
+                    reason: spill_reason(e),
+                });
+                return Ok(());
+            }
+        };
+        let mut key_reader = Reader::new(&keys);
+        let mut slots = Vec::with_capacity(run.count as usize);
+        for _ in 0..run.count {
+            slots.push(self.keys.intern_written(&mut key_reader)?);
+        }
+        self.core.grow(self.keys.slot_count());
+        let states = match states {
+            Ok(states) => states,
+            Err(e) => {
+                let (tier, reason) = (run.states.tier().as_str().to_owned(), spill_reason(e));
+                // Which were completed-key marks is unknown: each key leaves as `corrupted`.
+                self.core.active -= u64::from(run.open);
+                for &slot in &slots {
+                    self.lose(slot, &tier, &reason);
+                }
+                return Ok(());
+            }
+        };
+        let mut r = Reader::new(&states);
+        for &slot in &slots {
+            let s = slot as usize;
+            let ((arrival, first, last, items, bytes), done, state) = read_generation(&mut r)?;
+            let core = &mut self.core;
+            core.arrival[s] = arrival;
+            core.first[s] = first;
+            if !core.last.is_empty() {
+                core.last[s] = last;
+            }
+            if core.track_sizes {
+                core.items[s] = items;
+                core.bytes[s] = bytes;
+            }
+            if let Some(spill) = core.spill.as_mut() {
+                spill.state[s] = RESTORED;
+            }
+            if done.is_some() {
+                core.done[s] = true;
+                core.tombstones += 1;
+            } else if let Err(e) = core.acc.restore(slot, state) {
+                core.arrival[s] = NO_GEN;
+                core.active -= 1;
+                self.lose(slot, run.states.tier().as_str(), &e.to_string());
+                continue;
+            }
+            if !matches!(core.rule, super::Rule::Never) {
+                let deadline = core.deadline_of(s);
+                core.deadlines.push(crate::deadlines::Due { deadline, arrival, slot });
+            }
+        }
+        Ok(())
+    }
+
+    /// A spilled generation whose state is unreadable (no longer counted
+    /// open): emitted empty, with reason `corrupted`, and the key named in
+    /// the spill errors.
+    fn lose(&mut self, slot: u32, tier: &str, reason: &str) {
+        let core = &mut self.core;
+        let s = slot as usize;
+        let at = core.watermark;
+        core.open(slot, at);
+        if let Some(spill) = core.spill.as_mut() {
+            spill.state[s] = RESTORED;
+            spill.corrupted += 1;
+            spill.errors.push((slot, tier.to_owned(), reason.to_owned()));
+        }
+        core.close(slot, EmitReason::Corrupted, false, false, at);
+    }
+
+    /// Applies a buffered piece (after its partition was restored).
+    fn replay(&mut self, piece: &RecordBatch) -> Result<()> {
+        let (batch, watermarks, times) = spill_parts::split(piece)?;
+        let times = EventTimes::from_column(&times)?;
+        let key_columns = self.plan.keys.iter().map(|k| k.resolve(&batch)).collect::<Result<Vec<_>>>()?;
+        let input = self.core.acc.bind(&batch)?;
+        self.keys.load_batch(&key_columns)?;
+        self.slots.clear();
+        for row in 0..batch.num_rows() {
+            let slot = self.keys.intern(row)?;
+            self.slots.push(slot);
+        }
+        self.core.grow(self.keys.slot_count());
+        let result = self.core.apply_rows(&input, &self.slots, &times, &mut self.rejects, Some(&watermarks));
+        drop(input);
+        if let Some(r) = self.rejects.take(&batch)? {
+            self.dead.fragments.push(r);
+        }
+        result
+    }
+
+    /// End of input for the spilled partitions, one at a time: reload,
+    /// replay, emit what is open in parts, free.
+    pub(super) fn finish_spilled_parts(
+        &mut self,
+        rows_per_batch: usize,
+        out: &mut dyn FnMut(RecordBatch),
+    ) -> Result<()> {
+        let Some(mask) = self.spilled_mask() else { return Ok(()) };
+        for p in (0..PARTS).filter(|&p| mask[p]) {
+            self.reload_part(p)?;
+            let mut open: Vec<(u64, u32)> = (0..self.keys.slot_count() as u32)
+                .filter(|&s| {
+                    let i = s as usize;
+                    self.keys.in_use(s)
+                        && self.core.arrival[i] != NO_GEN
+                        && !self.core.done.get(i).copied().unwrap_or(false)
+                        && part_of(self.keys.slot_hash(s)) == p
+                })
+                .map(|s| (self.core.arrival[s as usize], s))
+                .collect();
+            open.sort_unstable();
+            self.name_spill_errors()?;
+            if let Some(batch) = self.take_output()? {
+                out(batch);
+            }
+            for chunk in open.chunks(rows_per_batch.max(1)) {
+                for &(_, slot) in chunk {
+                    let at = self.core.watermark;
+                    self.core.close(slot, EmitReason::EndOfInput, false, false, at);
+                }
+                if let Some(batch) = self.take_output()? {
+                    out(batch);
+                }
+                self.core.acc.maintain();
+            }
+            self.release_slots()?;
+        }
+        Ok(())
+    }
+}
+
+/// A spilled generation's driver fields (arrival, first, last, items, bytes).
+type Fields = (u64, Millis, Millis, u64, u64);
+
+/// Reads one generation as [`spill_run`](KeyedAccumulator::spill_run)
+/// wrote it: its fields, `Some(())` for a completed key's mark, and the
+/// accumulator's state.
+fn read_generation<'a>(r: &mut Reader<'a>) -> Result<(Fields, Option<()>, &'a [u8])> {
+    let fields = (r.u64()?, r.u64()? as Millis, r.u64()? as Millis, r.u64()?, r.u64()?);
+    let flags = r.bytes(1)?[0];
+    let len = r.u32()? as usize;
+    let state = r.bytes(len)?;
+    Ok((fields, (flags & DONE != 0).then_some(()), state))
+}
+
+/// Empties `slot` after its generation was written out: the slot is freed
+/// with the call's others, its deadline entry forgotten.
+fn detach<A: Accumulator>(core: &mut super::Core<A>, slot: u32) {
+    let s = slot as usize;
+    if core.done.get(s).copied().unwrap_or(false) {
+        core.done[s] = false;
+        core.tombstones -= 1;
+    }
+    core.arrival[s] = NO_GEN;
+    if core.track_sizes {
+        core.items[s] = 0;
+        core.bytes[s] = 0;
+    }
+    if let Some(spill) = core.spill.as_mut() {
+        spill.state[s] = IN_MEMORY;
+    }
+    core.released.push(slot);
+    if !matches!(core.rule, super::Rule::Never) {
+        core.forget_one();
+    }
+}
+
+fn spill_reason(e: SpillError) -> String {
+    match e {
+        SpillError::Corrupted { reason, .. } => reason,
+        e => e.to_string(),
+    }
+}

@@ -1,0 +1,249 @@
+//! Hash-partitioned spilling: the bookkeeping of partitions whose keys are
+//! out of memory, and the byte form of their buffered fragments.
+//!
+//! Spilling a generation's values alone leaves its key, slot and per-slot
+//! fields in memory (~100 bytes a key), too much when millions of keys are
+//! open under a small budget. So, unless a policy needs every key resident
+//! (`max_keys`), the driver spills whole **partitions** of the key space
+//! ([`PARTS`] of them, by key hash):
+//!
+//! - **Spill.** Every generation of the partition (key, driver fields,
+//!   the accumulator's state; completed-key marks too) is written in runs
+//!   of up to [`RUN_GENERATIONS`] generations, two records per run (the keys,
+//!   then the states, so a damaged state record still names its keys), and
+//!   its slots are freed. Memory keeps a few words per partition and per run.
+//! - **Buffer.** While a partition is spilled, its fragments are not applied:
+//!   the rows are copied out (with the watermark they arrived under and their
+//!   time) into pieces, and a partition's pieces go to the store as Arrow IPC
+//!   once they pass [`PIECE_BYTES`].
+//! - **Reload.** When the watermark passes the earliest deadline the partition
+//!   could hold, and at the end of input (one partition at a time), its
+//!   generations are restored and its fragments replayed in arrival order,
+//!   each under the watermark it arrived under: every key sees exactly the
+//!   fragments, times and deadlines it would have seen in memory, so the
+//!   output is the same (rows of a spilled partition come out later, and with
+//!   `acc_spilled = true`).
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_ipc::{reader::StreamReader, writer::StreamWriter};
+use arrow_schema::{DataType, Field, Schema};
+use garner_pools::SpillHandle;
+
+use crate::{
+    error::{Error, Result},
+    time::Millis,
+};
+
+/// Partitions of the key space.
+pub(crate) const PARTS: usize = 64;
+
+/// Generations per run (two records).
+pub(crate) const RUN_GENERATIONS: usize = 2048;
+
+/// Buffered bytes after which a partition's pieces go to the store.
+pub(crate) const PIECE_BYTES: usize = 128 << 10;
+
+/// Column of a piece: the watermark its row arrived under.
+const WATERMARK_COLUMN: &str = "_garner_watermark";
+/// Column of a piece: the row's time (null when it had none).
+const TIME_COLUMN: &str = "_garner_time";
+
+/// The partition of a key hash (its top bits after a multiply, so the
+/// partitioning is independent of an engine's sharding by the same hash).
+#[inline(always)]
+pub(crate) fn part_of(hash: u64) -> usize {
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
+
+/// The two records of one run of spilled generations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run {
+    pub(crate) keys: SpillHandle,
+    pub(crate) states: SpillHandle,
+    /// Generations in the run.
+    pub(crate) count: u32,
+    /// Of which open ones (the rest are completed-key marks).
+    pub(crate) open: u32,
+}
+
+/// One partition.
+#[derive(Debug, Default)]
+pub(crate) struct Part {
+    pub(crate) spilled: bool,
+    pub(crate) runs: Vec<Run>,
+    /// Pieces in the store (handle, rows), oldest first.
+    pub(crate) stored: Vec<(SpillHandle, usize)>,
+    /// Pieces in memory, after the stored ones.
+    pub(crate) pieces: Vec<RecordBatch>,
+    pub(crate) piece_bytes: usize,
+    /// No generation of the partition (spilled or buffered) can expire before this.
+    pub(crate) min_deadline: Millis,
+    /// Open generations spilled.
+    pub(crate) open: u64,
+    /// Rows buffered.
+    pub(crate) rows: u64,
+}
+
+/// The driver's partition state.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) parts: Vec<Part>,
+    /// Which partitions are spilled (copied into the row loop).
+    pub(crate) mask: [bool; PARTS],
+    pub(crate) any_spilled: bool,
+    /// Open generations out of memory, over all partitions.
+    pub(crate) open: u64,
+    /// Bytes of pieces in memory, over all partitions.
+    pub(crate) piece_bytes: usize,
+    /// The most generations ever resident: the state's capacity is sized
+    /// for them (and not given back when they leave).
+    pub(crate) high_water: u64,
+    /// Reloading: generations opened now were buffered (`acc_spilled`).
+    pub(crate) replaying: bool,
+    /// Rows of the current call for spilled partitions: (row, watermark before it, its time).
+    pub(crate) rows: Vec<(u32, Millis, Option<Millis>)>,
+    /// Pieces that could not be stored (kept in memory; nothing is lost).
+    pub(crate) piece_failures: u64,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            parts: (0..PARTS).map(|_| Part { min_deadline: Millis::MAX, ..Part::default() }).collect(),
+            mask: [false; PARTS],
+            any_spilled: false,
+            open: 0,
+            piece_bytes: 0,
+            high_water: 0,
+            replaying: false,
+            rows: Vec::new(),
+            piece_failures: 0,
+        }
+    }
+}
+
+impl Parts {
+    /// Marks `p` spilled or resident.
+    pub(crate) fn set_spilled(&mut self, p: usize, spilled: bool) {
+        self.parts[p].spilled = spilled;
+        self.mask[p] = spilled;
+        self.any_spilled = self.mask.iter().any(|&m| m);
+    }
+
+    /// Takes partition `p`'s spilled content out, leaving it resident and empty.
+    pub(crate) fn take(&mut self, p: usize) -> Part {
+        let part =
+            std::mem::replace(&mut self.parts[p], Part { min_deadline: Millis::MAX, ..Part::default() });
+        self.open -= part.open;
+        self.piece_bytes -= part.piece_bytes;
+        self.set_spilled(p, false);
+        part
+    }
+
+    /// Handles of every record held (to free them all).
+    pub(crate) fn drain_handles(&mut self) -> Vec<SpillHandle> {
+        let mut handles = Vec::new();
+        for p in 0..PARTS {
+            let part = self.take(p);
+            handles.extend(part.runs.iter().flat_map(|r| [r.keys, r.states]));
+            handles.extend(part.stored.iter().map(|&(h, _)| h));
+        }
+        handles
+    }
+
+    pub(crate) fn bytes_held(&self) -> usize {
+        self.piece_bytes
+            + self.rows.capacity() * 24
+            + self
+                .parts
+                .iter()
+                .map(|p| p.runs.capacity() * std::mem::size_of::<Run>() + p.stored.capacity() * 32)
+                .sum::<usize>()
+    }
+}
+
+/// A piece: `rows` of `batch` with the watermark each arrived under and its time.
+pub(crate) fn piece(batch: &RecordBatch, rows: &[(u32, Millis, Option<Millis>)]) -> Result<RecordBatch> {
+    let indices = arrow_array::UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
+    let taken = arrow_select::take::take_record_batch(batch, &indices)
+        .map_err(Error::arrow("copying fragments of a spilled partition"))?;
+    let schema = taken.schema();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(WATERMARK_COLUMN, DataType::Int64, false)));
+    fields.push(Arc::new(Field::new(TIME_COLUMN, DataType::Int64, true)));
+    let mut columns = taken.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as ArrayRef);
+    columns.push(Arc::new(rows.iter().map(|r| r.2).collect::<Int64Array>()) as ArrayRef);
+    RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), columns)
+        .map_err(Error::arrow("copying fragments of a spilled partition"))
+}
+
+/// A piece split back into the input rows, their watermarks and their times.
+pub(crate) fn split(piece: &RecordBatch) -> Result<(RecordBatch, Vec<Millis>, ArrayRef)> {
+    let n = piece.num_columns();
+    let bad = || Error::Internal("a buffered piece lost its watermark and time columns".into());
+    if n < 2 || piece.schema().field(n - 2).name() != WATERMARK_COLUMN {
+        return Err(bad());
+    }
+    let input = piece.project(&(0..n - 2).collect::<Vec<_>>()).map_err(Error::arrow("reading a piece"))?;
+    let watermarks =
+        piece.column(n - 2).as_any().downcast_ref::<Int64Array>().ok_or_else(bad)?.values().to_vec();
+    Ok((input, watermarks, piece.column(n - 1).clone()))
+}
+
+/// Pieces as one Arrow IPC stream.
+pub(crate) fn encode(pieces: &[RecordBatch]) -> Result<Vec<u8>> {
+    let err = Error::arrow("encoding fragments of a spilled partition");
+    let Some(first) = pieces.first() else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut out, first.schema_ref()).map_err(err)?;
+    for piece in pieces {
+        writer.write(piece).map_err(Error::arrow("encoding fragments of a spilled partition"))?;
+    }
+    writer.finish().map_err(Error::arrow("encoding fragments of a spilled partition"))?;
+    drop(writer);
+    Ok(out)
+}
+
+/// What [`encode`] wrote.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
+    let reader = StreamReader::try_new(bytes, None).map_err(Error::arrow("decoding buffered fragments"))?;
+    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::arrow("decoding buffered fragments"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{cast::AsArray, types::Int64Type, Array, StringArray};
+
+    #[test]
+    fn pieces_round_trip_through_ipc_with_their_watermarks_and_times() {
+        let batch = RecordBatch::try_from_iter([
+            ("k", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+            ("v", Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef),
+        ])
+        .unwrap();
+        let p = piece(&batch, &[(2, 10, Some(12)), (0, 11, None)]).unwrap();
+        let back = decode(&encode(&[p.clone(), p]).unwrap()).unwrap();
+        assert_eq!(back.len(), 2);
+        let (input, watermarks, times) = split(&back[1]).unwrap();
+        assert_eq!(input.schema(), batch.schema());
+        assert_eq!(input.column(0).as_primitive::<Int64Type>().values(), &[3, 1]);
+        assert_eq!(watermarks, [10, 11]);
+        let times = times.as_primitive::<Int64Type>();
+        assert_eq!((times.value(0), times.is_null(1)), (12, true));
+        assert!(split(&batch).is_err(), "a batch without the columns is refused");
+        assert!(decode(b"not ipc").is_err());
+    }
+
+    #[test]
+    fn partitions_spread_consecutive_hashes() {
+        let mut seen = [0u32; PARTS];
+        for h in 0..64_000u64 {
+            seen[part_of(crate::hash::hash_u64(h))] += 1;
+        }
+        assert!(seen.iter().all(|&n| (700..1300).contains(&n)), "{seen:?}");
+    }
+}
