@@ -232,6 +232,10 @@ impl Accumulator for CollectState {
         self.arena.clear();
     }
 
+    fn live_bytes(&self) -> usize {
+        self.arena.capacity_bytes() + self.held_refs * 8
+    }
+
     fn bytes_held(&self) -> usize {
         self.arena.capacity_bytes()
             + self.counts.capacity() * 8

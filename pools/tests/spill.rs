@@ -351,20 +351,41 @@ fn written_segment_pages_leave_the_resident_set_and_read_back_intact() {
     assert!(handles.iter().all(|h| h.tier() == garner_pools::Tier::Mapped));
     #[cfg(target_os = "linux")]
     {
-        let dir = store.dir().unwrap().to_string_lossy().into_owned();
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut in_segment = false;
-        let mut rss_kib = 0u64;
-        for line in smaps.lines() {
-            if line.contains(" /") || line.ends_with("]") || line.split_whitespace().count() == 5 {
-                in_segment = line.contains(&dir);
-            } else if in_segment && line.starts_with("Rss:") {
-                rss_kib += line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
-            }
-        }
+        let rss_kib = segment_rss_kib(&store);
         assert!(rss_kib <= 2048, "{rss_kib} KiB of the segment stayed resident");
     }
     for h in &handles {
         assert_eq!(store.get(*h).unwrap(), payload, "released pages read back from the file");
     }
+    #[cfg(target_os = "linux")]
+    {
+        // Reads go through the file, not the map: nothing came back in.
+        let rss_kib = segment_rss_kib(&store);
+        assert!(rss_kib <= 2048, "{rss_kib} KiB of the segment came back with reads");
+        // Freeing releases a record's pages (and those it shares with a
+        // neighbour, which still reads back intact).
+        for h in &handles[..15] {
+            assert_eq!(store.take(*h).unwrap(), payload);
+        }
+        let rss_kib = segment_rss_kib(&store);
+        assert!(rss_kib <= 512, "{rss_kib} KiB of freed records stayed resident");
+        assert_eq!(store.take(handles[15]).unwrap(), payload);
+    }
+}
+
+/// Resident KiB of the store's mapped segment files (from /proc/self/smaps).
+#[cfg(target_os = "linux")]
+fn segment_rss_kib(store: &SpillStore) -> u64 {
+    let dir = store.dir().unwrap().to_string_lossy().into_owned();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut in_segment = false;
+    let mut rss_kib = 0u64;
+    for line in smaps.lines() {
+        if line.contains(" /") || line.ends_with("]") || line.split_whitespace().count() == 5 {
+            in_segment = line.contains(&dir);
+        } else if in_segment && line.starts_with("Rss:") {
+            rss_kib += line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap();
+        }
+    }
+    rss_kib
 }

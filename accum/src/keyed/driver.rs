@@ -455,9 +455,10 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     }
 
     /// End of input, in batches of at most `rows_per_batch` rows (in the
-    /// same order as [`finish`](Self::finish)): each batch's generations are
-    /// brought back (when spilled), built and released before the next, so
-    /// memory holds one batch's worth of restored state at a time.
+    /// same order as [`finish`](Self::finish), spilled partitions first, one
+    /// at a time): each batch's generations are brought back (when spilled),
+    /// built and released before the next, so memory holds one batch's (or
+    /// one partition's) worth of restored state at a time.
     pub fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()> {
         self.finish_spilled_parts(rows_per_batch, out)?;
         let core = &mut self.core;
@@ -487,6 +488,21 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         self.keys.clear();
         self.core.reset();
         Ok(())
+    }
+
+    /// End of input, a step at a time, so a caller can pass each step's
+    /// rows on before the next: a step finishes one spilled partition (it
+    /// comes back, its fragments are replayed, what is open is emitted in
+    /// batches of at most `rows_per_batch` rows) or, once none is left, the
+    /// generations in memory. Returns whether another step remains; the
+    /// steps together emit what [`finish_into`](Self::finish_into) does.
+    pub fn finish_step(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<bool> {
+        if let Some(p) = self.spilled_mask().and_then(|m| m.iter().position(|&s| s)) {
+            self.finish_spilled_part(p, rows_per_batch, out)?;
+            return Ok(true);
+        }
+        self.finish_into(rows_per_batch, out)?;
+        Ok(false)
     }
 
     /// Rows sent to the dead-letter output since the last call.
@@ -528,10 +544,10 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         let capacity = (self.keys.bytes_held() + self.core.bytes_held() + self.slots.capacity() * 4) as u64;
         match self.core.spill.as_ref().and_then(|s| s.parts.as_ref()) {
             Some(parts) if parts.high_water > 0 => {
-                let buffered = parts.piece_bytes as u64;
-                let state = capacity.saturating_sub(buffered);
+                let whole = parts.piece_bytes as u64 + self.core.acc.live_bytes() as u64;
+                let per_slot = capacity.saturating_sub(whole);
                 let resident = self.resident_generations().min(parts.high_water);
-                (state as u128 * u128::from(resident) / u128::from(parts.high_water)) as u64 + buffered
+                (per_slot as u128 * u128::from(resident) / u128::from(parts.high_water)) as u64 + whole
             }
             _ => capacity,
         }

@@ -49,6 +49,8 @@ pub trait RunningAccumulator: Send + Sync + Debug {
     fn finish(&mut self) -> Result<Option<RecordBatch>>;
     /// See [`KeyedAccumulator::finish_into`].
     fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()>;
+    /// See [`KeyedAccumulator::finish_step`].
+    fn finish_step(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<bool>;
     /// See [`KeyedAccumulator::take_dead_letters`].
     fn take_dead_letters(&mut self) -> DeadLetters;
     /// See [`KeyedAccumulator::stats`].
@@ -85,6 +87,9 @@ impl<A: Accumulator> RunningAccumulator for KeyedAccumulator<A> {
     }
     fn finish_into(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<()> {
         KeyedAccumulator::finish_into(self, rows_per_batch, out)
+    }
+    fn finish_step(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<bool> {
+        KeyedAccumulator::finish_step(self, rows_per_batch, out)
     }
     fn take_dead_letters(&mut self) -> DeadLetters {
         KeyedAccumulator::take_dead_letters(self)

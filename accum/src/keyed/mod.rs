@@ -328,6 +328,15 @@ pub trait Accumulator: Send + Sync + std::fmt::Debug {
     /// Approximate bytes held.
     fn bytes_held(&self) -> usize;
 
+    /// Of [`bytes_held`](Self::bytes_held), the bytes that follow the live
+    /// generations (an arena compacted to what is live, per-generation
+    /// lists), as opposed to per-slot capacity sized for the most
+    /// generations ever resident. Spilling partitions uses it to tell what
+    /// is in use; the default counts everything as per-slot capacity.
+    fn live_bytes(&self) -> usize {
+        0
+    }
+
     /// Called once per call after the output is built: a chance to compact.
     fn maintain(&mut self) {}
 

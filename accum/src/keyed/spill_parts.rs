@@ -15,7 +15,7 @@
 //! - **Buffer.** While a partition is spilled, its fragments are not applied:
 //!   the rows are copied out (with the watermark they arrived under and their
 //!   time) into pieces, and a partition's pieces go to the store as Arrow IPC
-//!   once they pass [`PIECE_BYTES`].
+//!   once they pass [`PIECE_BYTES`] (or all pieces pass [`PIECES_CAP`]).
 //! - **Reload.** When the watermark passes the earliest deadline the partition
 //!   could hold, and at the end of input (one partition at a time), its
 //!   generations are restored and its fragments replayed in arrival order,
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use arrow_ipc::{reader::StreamReader, writer::StreamWriter};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use garner_pools::SpillHandle;
 
 use crate::{
@@ -36,14 +36,19 @@ use crate::{
     time::Millis,
 };
 
-/// Partitions of the key space.
-pub(crate) const PARTS: usize = 64;
+/// Partitions of the key space: enough that one partition's state is
+/// small next to a budget (it is what memory holds while it comes back).
+pub(crate) const PARTS: usize = 256;
 
 /// Generations per run (two records).
 pub(crate) const RUN_GENERATIONS: usize = 2048;
 
 /// Buffered bytes after which a partition's pieces go to the store.
-pub(crate) const PIECE_BYTES: usize = 128 << 10;
+pub(crate) const PIECE_BYTES: usize = 64 << 10;
+
+/// Buffered bytes, over all partitions, past which every partition a call
+/// adds to sends its pieces to the store.
+pub(crate) const PIECES_CAP: usize = 4 << 20;
 
 /// Column of a piece: the watermark its row arrived under.
 const WATERMARK_COLUMN: &str = "_garner_watermark";
@@ -54,7 +59,7 @@ const TIME_COLUMN: &str = "_garner_time";
 /// partitioning is independent of an engine's sharding by the same hash).
 #[inline(always)]
 pub(crate) fn part_of(hash: u64) -> usize {
-    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
 }
 
 /// The two records of one run of spilled generations.
@@ -106,6 +111,8 @@ pub(crate) struct Parts {
     pub(crate) rows: Vec<(u32, Millis, Option<Millis>)>,
     /// Pieces that could not be stored (kept in memory; nothing is lost).
     pub(crate) piece_failures: u64,
+    /// The schema of pieces of the last input schema seen.
+    pub(crate) piece_schema: Option<(SchemaRef, SchemaRef)>,
 }
 
 impl Default for Parts {
@@ -120,6 +127,7 @@ impl Default for Parts {
             replaying: false,
             rows: Vec::new(),
             piece_failures: 0,
+            piece_schema: None,
         }
     }
 }
@@ -164,19 +172,35 @@ impl Parts {
     }
 }
 
-/// A piece: `rows` of `batch` with the watermark each arrived under and its time.
-pub(crate) fn piece(batch: &RecordBatch, rows: &[(u32, Millis, Option<Millis>)]) -> Result<RecordBatch> {
+/// The schema of pieces of batches of schema `input` (cached in `cache`).
+pub(crate) fn piece_schema(cache: &mut Option<(SchemaRef, SchemaRef)>, input: &SchemaRef) -> SchemaRef {
+    match cache {
+        Some((seen, piece)) if Arc::ptr_eq(seen, input) || seen == input => piece.clone(),
+        _ => {
+            let mut fields: Vec<_> = input.fields().iter().cloned().collect();
+            fields.push(Arc::new(Field::new(WATERMARK_COLUMN, DataType::Int64, false)));
+            fields.push(Arc::new(Field::new(TIME_COLUMN, DataType::Int64, true)));
+            let piece = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
+            *cache = Some((input.clone(), piece.clone()));
+            piece
+        }
+    }
+}
+
+/// A piece: `rows` of `batch` with the watermark each arrived under and
+/// its time, of `schema` (from [`piece_schema`]).
+pub(crate) fn piece(
+    batch: &RecordBatch,
+    rows: &[(u32, Millis, Option<Millis>)],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
     let indices = arrow_array::UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
     let taken = arrow_select::take::take_record_batch(batch, &indices)
         .map_err(Error::arrow("copying fragments of a spilled partition"))?;
-    let schema = taken.schema();
-    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(WATERMARK_COLUMN, DataType::Int64, false)));
-    fields.push(Arc::new(Field::new(TIME_COLUMN, DataType::Int64, true)));
     let mut columns = taken.columns().to_vec();
     columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as ArrayRef);
     columns.push(Arc::new(rows.iter().map(|r| r.2).collect::<Int64Array>()) as ArrayRef);
-    RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), columns)
+    RecordBatch::try_new(schema.clone(), columns)
         .map_err(Error::arrow("copying fragments of a spilled partition"))
 }
 
@@ -225,7 +249,8 @@ mod tests {
             ("v", Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef),
         ])
         .unwrap();
-        let p = piece(&batch, &[(2, 10, Some(12)), (0, 11, None)]).unwrap();
+        let schema = piece_schema(&mut None, batch.schema_ref());
+        let p = piece(&batch, &[(2, 10, Some(12)), (0, 11, None)], &schema).unwrap();
         let back = decode(&encode(&[p.clone(), p]).unwrap()).unwrap();
         assert_eq!(back.len(), 2);
         let (input, watermarks, times) = split(&back[1]).unwrap();
@@ -244,6 +269,6 @@ mod tests {
         for h in 0..64_000u64 {
             seen[part_of(crate::hash::hash_u64(h))] += 1;
         }
-        assert!(seen.iter().all(|&n| (700..1300).contains(&n)), "{seen:?}");
+        assert!(seen.iter().all(|&n| (150..350).contains(&n)), "{seen:?}");
     }
 }

@@ -203,6 +203,10 @@ impl Accumulator for VarSetState {
             + self.presence.bytes_held()
     }
 
+    fn live_bytes(&self) -> usize {
+        self.arena.capacity_bytes()
+    }
+
     fn maintain(&mut self) {
         if self.arena.wants_compaction() {
             self.compact();

@@ -146,7 +146,10 @@ impl SpillStore {
         let ReadScratch { frame, plain } = &mut *guard;
         let frame: &[u8] = match h.tier {
             Tier::Memory => self.memory.frame(h)?,
-            Tier::Mapped => self.mapped.frame(h)?,
+            Tier::Mapped => {
+                self.mapped.read_into(h, frame)?;
+                frame
+            }
             Tier::File => {
                 self.file.read_into(h, frame)?;
                 frame
@@ -331,7 +334,11 @@ mod tests {
             for (h, payload) in one_in_each_tier(&mut store) {
                 let frame = match h.tier {
                     Tier::Memory => store.memory.frame(h).unwrap().to_vec(),
-                    Tier::Mapped => store.mapped.frame(h).unwrap().to_vec(),
+                    Tier::Mapped => {
+                        let mut buf = Vec::new();
+                        store.mapped.read_into(h, &mut buf).unwrap();
+                        buf
+                    }
                     Tier::File => {
                         let mut buf = Vec::new();
                         store.file.read_into(h, &mut buf).unwrap();

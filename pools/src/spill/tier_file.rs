@@ -170,12 +170,12 @@ fn write_at(file: &mut File, offset: u64, bytes: &[u8], end: u64) -> std::io::Re
 }
 
 #[cfg(unix)]
-fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+pub(super) fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
 #[cfg(not(unix))]
-fn read_at(mut file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+pub(super) fn read_at(mut file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     file.seek(SeekFrom::Start(offset))?;
     file.read_exact(buf)

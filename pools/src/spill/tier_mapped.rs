@@ -29,6 +29,10 @@ use super::{SpillError, SpillHandle, Tier};
 struct Segment {
     id: u32,
     map: MmapMut,
+    /// The mapped file: records are read back through it, not the map, so a
+    /// read (and the kernel's fault-around of its neighbours) does not grow
+    /// the resident set.
+    file: std::fs::File,
     path: PathBuf,
     /// Bump pointer: bytes handed out since creation or the last reset.
     used: u64,
@@ -66,6 +70,36 @@ impl Segment {
         }
     }
 }
+
+impl Segment {
+    /// Drops the pages holding `len` bytes at `offset` (a freed record, or a
+    /// segment no longer written) from this process's page tables. Pages
+    /// shared with live records go too: their bytes stay in the file, and
+    /// records are read back through the file anyway.
+    fn release(&mut self, offset: u64, len: u64) {
+        let from = offset / PAGE * PAGE;
+        let to = (offset + len).div_ceil(PAGE).saturating_mul(PAGE).min(self.map.len() as u64);
+        if to > from {
+            // SAFETY: as in `release_written`: a shared mapping of this
+            // store's own file, whose bytes the page cache keeps (a live
+            // neighbour's bytes on a shared page included); the range lies
+            // inside the map, and no reference into the map outlives a call
+            // of this tier.
+            #[cfg(unix)]
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    from as usize,
+                    (to - from) as usize,
+                )
+            };
+        }
+    }
+}
+
+/// The page size assumed when releasing freed records (a larger real page
+/// only means fewer whole pages are released).
+const PAGE: u64 = 4096;
 
 /// Segment files mapped into memory, oldest first; the last one is active.
 pub(crate) struct MappedTier {
@@ -141,6 +175,10 @@ impl MappedTier {
     }
 
     fn add_segment(&mut self, run_dir: &mut RunDir) -> Result<(), SpillError> {
+        if let Some(full) = self.segments.last_mut() {
+            // No longer written: its last chunk leaves the resident set too.
+            full.release(0, full.used);
+        }
         let (file, path) = run_dir.create_file("segment", "mmap")?;
         let sized = file.set_len(self.segment_bytes);
         // SAFETY: `file` was just created by this store (`create_new`) in its
@@ -158,7 +196,7 @@ impl MappedTier {
         };
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.segments.push(Segment { id, map, path, used: 0, live_bytes: 0, live_records: 0 });
+        self.segments.push(Segment { id, map, file, path, used: 0, live_bytes: 0, live_records: 0 });
         Ok(())
     }
 
@@ -166,14 +204,17 @@ impl MappedTier {
         self.segments.binary_search_by_key(&id, |s| s.id).ok()
     }
 
-    pub(crate) fn frame(&self, h: SpillHandle) -> Result<&[u8], SpillError> {
-        self.index_of(h.id)
-            .and_then(|i| {
-                let segment = &self.segments[i];
-                let end = h.offset.checked_add(h.stored_bytes()).filter(|&end| end <= segment.used)?;
-                segment.map.get(h.offset as usize..end as usize)
-            })
-            .ok_or_else(|| SpillError::corrupted(Tier::Mapped, "no live record for this handle"))
+    /// Reads the record's frame into `buf` through the segment's file (the
+    /// page cache the map writes to), without touching the map.
+    pub(crate) fn read_into(&self, h: SpillHandle, buf: &mut Vec<u8>) -> Result<(), SpillError> {
+        let segment = self
+            .index_of(h.id)
+            .map(|i| &self.segments[i])
+            .filter(|s| h.offset.checked_add(h.stored_bytes()).is_some_and(|end| end <= s.used))
+            .ok_or_else(|| SpillError::corrupted(Tier::Mapped, "no live record for this handle"))?;
+        buf.clear();
+        buf.resize(h.len_usize(), 0);
+        super::tier_file::read_at(&segment.file, h.offset, buf).map_err(|e| SpillError::io(&segment.path, e))
     }
 
     /// Frees the record; a handle into a deleted segment is ignored.
@@ -190,6 +231,9 @@ impl MappedTier {
         segment.live_records = segment.live_records.saturating_sub(1);
         self.live_bytes = self.live_bytes.saturating_sub(len);
         self.live_records = self.live_records.saturating_sub(1);
+        if segment.live_records > 0 || is_active {
+            segment.release(h.offset, len);
+        }
         if segment.live_records == 0 {
             if is_active {
                 segment.used = 0;

@@ -9,7 +9,7 @@ use crate::{
     error::{Error, Result},
     keyed::spill::IN_MEMORY,
     keyed::{
-        spill_parts::{self, part_of, Run, PARTS, PIECE_BYTES, RUN_GENERATIONS},
+        spill_parts::{self, part_of, Run, PARTS, PIECES_CAP, PIECE_BYTES, RUN_GENERATIONS},
         Accumulator, EmitReason,
     },
     spill_codec::{self, Reader},
@@ -42,13 +42,25 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             return Ok(());
         }
         let mut rows = std::mem::take(&mut parts.rows);
-        // Group by partition, keeping arrival order within each.
-        rows.sort_by_key(|r| part_of(self.keys.row_hash(r.0 as usize)));
-        for group in rows.chunk_by(|a, b| {
-            part_of(self.keys.row_hash(a.0 as usize)) == part_of(self.keys.row_hash(b.0 as usize))
-        }) {
-            let p = part_of(self.keys.row_hash(group[0].0 as usize));
-            let piece = spill_parts::piece(batch, group)?;
+        // Group by partition (a counting sort: arrival order kept within each).
+        let ids: Vec<u8> = rows.iter().map(|r| part_of(self.keys.row_hash(r.0 as usize)) as u8).collect();
+        let mut starts = [0usize; PARTS + 1];
+        for &p in &ids {
+            starts[p as usize + 1] += 1;
+        }
+        for p in 0..PARTS {
+            starts[p + 1] += starts[p];
+        }
+        let mut grouped = vec![(0u32, 0, None); rows.len()];
+        let mut at = starts;
+        for (row, &p) in rows.iter().zip(&ids) {
+            grouped[at[p as usize]] = *row;
+            at[p as usize] += 1;
+        }
+        let schema = spill_parts::piece_schema(&mut parts.piece_schema, batch.schema_ref());
+        for p in (0..PARTS).filter(|&p| starts[p + 1] > starts[p]) {
+            let group = &grouped[starts[p]..starts[p + 1]];
+            let piece = spill_parts::piece(batch, group, &schema)?;
             let bytes = piece.get_array_memory_size();
             let part = &mut parts.parts[p];
             for &(_, watermark, time) in group {
@@ -59,7 +71,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             part.pieces.push(piece);
             part.piece_bytes += bytes;
             parts.piece_bytes += bytes;
-            if part.piece_bytes > PIECE_BYTES {
+            if part.piece_bytes > PIECE_BYTES || parts.piece_bytes > PIECES_CAP {
                 let encoded = spill_parts::encode(&part.pieces)?;
                 match spill.store.put(&encoded) {
                     Ok(handle) => {
@@ -116,8 +128,8 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         if held <= target || resident == 0 {
             return Ok(());
         }
-        // `held` counts the buffered pieces whole and the state in proportion
-        // to the resident generations: scale the state part to fit.
+        // `held` counts the buffered pieces whole and the state by resident
+        // generation: keep as many generations as fit beside the pieces.
         let buffered = parts.piece_bytes as u64;
         let per_generation = (held.saturating_sub(buffered) / resident).max(1);
         let allowed = target.saturating_sub(buffered) / per_generation;
@@ -133,13 +145,15 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         let mut order: Vec<usize> = (0..PARTS).filter(|&p| counts[p] > 0 && !parts.mask[p]).collect();
         order.sort_by_key(|&p| std::cmp::Reverse(counts[p]));
         let mut left = resident;
+        let mut chosen = [false; PARTS];
         for p in order {
             if left <= allowed {
                 break;
             }
-            self.spill_part(p)?;
+            chosen[p] = true;
             left = left.saturating_sub(counts[p]);
         }
+        self.spill_chosen(&chosen)?;
         self.core.acc.maintain();
         Ok(())
     }
@@ -158,21 +172,26 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         (self.core.active + self.core.tombstones).saturating_sub(out)
     }
 
-    /// Writes every generation of partition `p` out and frees its slots.
-    fn spill_part(&mut self, p: usize) -> Result<()> {
-        let mut slots: Vec<u32> = (0..self.keys.slot_count() as u32)
-            .filter(|&s| {
-                self.keys.in_use(s)
-                    && self.core.arrival[s as usize] != NO_GEN
-                    && part_of(self.keys.slot_hash(s)) == p
-            })
+    /// Writes every generation of the `chosen` partitions out (in one pass
+    /// over the slots) and frees their slots.
+    fn spill_chosen(&mut self, chosen: &[bool; PARTS]) -> Result<()> {
+        let mut slots: Vec<(u8, u64, u32)> = (0..self.keys.slot_count() as u32)
+            .filter(|&s| self.keys.in_use(s) && self.core.arrival[s as usize] != NO_GEN)
+            .map(|s| (part_of(self.keys.slot_hash(s)), s))
+            .filter(|&(p, _)| chosen[p])
+            .map(|(p, s)| (p as u8, self.core.arrival[s as usize], s))
             .collect();
-        slots.sort_unstable_by_key(|&s| self.core.arrival[s as usize]);
+        slots.sort_unstable();
         if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
-            parts.set_spilled(p, true);
+            for p in (0..PARTS).filter(|&p| chosen[p]) {
+                parts.set_spilled(p, true);
+            }
         }
-        for run in slots.chunks(RUN_GENERATIONS) {
-            self.spill_run(p, run)?;
+        for part in slots.chunk_by(|a, b| a.0 == b.0) {
+            let run: Vec<u32> = part.iter().map(|&(_, _, s)| s).collect();
+            for run in run.chunks(RUN_GENERATIONS) {
+                self.spill_run(part[0].0 as usize, run)?;
+            }
         }
         Ok(())
     }
@@ -416,6 +435,19 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     ) -> Result<()> {
         let Some(mask) = self.spilled_mask() else { return Ok(()) };
         for p in (0..PARTS).filter(|&p| mask[p]) {
+            self.finish_spilled_part(p, rows_per_batch, out)?;
+        }
+        Ok(())
+    }
+
+    /// End of input for spilled partition `p`.
+    pub(super) fn finish_spilled_part(
+        &mut self,
+        p: usize,
+        rows_per_batch: usize,
+        out: &mut dyn FnMut(RecordBatch),
+    ) -> Result<()> {
+        {
             self.reload_part(p)?;
             let mut open: Vec<(u64, u32)> = (0..self.keys.slot_count() as u32)
                 .filter(|&s| {
