@@ -494,7 +494,7 @@ fn a_tiny_memory_budget_spills_on_every_engine_without_changing_the_output() {
         let (g, c) = graph();
         let opts = RunOptions::default().with_memory_budget(garner::pools::ByteSize::kib(16));
         let budget = opts.memory_budget.clone().expect("a budget");
-        let leaks = garner::pools::testing::LeakCheck::new(&budget, &garner::pools::SegmentPool::new(0));
+        let leaks = garner::pools::testing::LeakCheck::new(&budget, budget.buffers());
         let report = common::run_watched(engine.as_ref(), g, opts, common::HANG_TIMEOUT, &name)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         leaks.check().unwrap_or_else(|e| panic!("{name}: reservations outlived the run: {e}"));
@@ -502,5 +502,59 @@ fn a_tiny_memory_budget_spills_on_every_engine_without_changing_the_output() {
         let stats = report.stages.iter().find_map(|s| s.accum.clone()).expect("accumulator stats");
         assert!(stats.spill_writes > 0, "{name}: nothing spilled: {stats:?}");
         assert_eq!(stats.spill_writes, stats.spill_reads, "{name}: every spilled generation came back");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 50, ..ProptestConfig::default() })]
+
+    /// Spill transparency on every engine: under a budget small enough to
+    /// spill most keys (or not at all), the output equals the unbudgeted
+    /// SyncEngine's as a multiset, and every reservation and spill buffer
+    /// is returned.
+    #[test]
+    fn any_budget_gives_the_output_of_no_budget(
+        rows in rows_strategy(),
+        size in batch_size(),
+        ttl in prop::option::of(1i64..40),
+        keep_last in any::<bool>(),
+        parallelism in 1usize..=3,
+        budget_kib in prop::sample::select(vec![4u64, 16, 64, 4096]),
+    ) {
+        let input = batches(&rows, size);
+        let graph = || {
+            let (s, c) = CollectSink::new();
+            let source = MemorySource::try_from_batches(input.clone()).unwrap();
+            let columns = ["k", "a", "b", "c", "d", "acc_completeness", "acc_missing_vars", "acc_reason"];
+            let g = Pipeline::new("spill")
+                .source("read", source)
+                .accumulate("assemble", varset(ttl, keep_last).spill_on_pressure(true))
+                .parallelism(parallelism)
+                .transform("drop-flag", Select::columns(columns))
+                .sink("out", s)
+                .build()
+                .unwrap();
+            (g, c)
+        };
+        let sorted = |c: &Collected| {
+            let mut r = common::rows_of(c);
+            r.sort();
+            r
+        };
+        let (g, c) = graph();
+        SyncEngine::new().run(g, RunOptions::default()).unwrap();
+        let expected = sorted(&c);
+        let mut all: Vec<(String, Box<dyn Engine>)> = engines(2);
+        all.push(("sync".into(), Box::new(SyncEngine::new())));
+        for (name, engine) in all {
+            let (g, c) = graph();
+            let opts = RunOptions::default().with_memory_budget(garner::pools::ByteSize::kib(budget_kib));
+            let budget = opts.memory_budget.clone().expect("a budget");
+            let leaks = garner::pools::testing::LeakCheck::of(&budget);
+            common::run_watched(engine.as_ref(), g, opts, common::HANG_TIMEOUT, &name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            prop_assert_eq!(leaks.check(), Ok(()), "{}", name);
+            prop_assert_eq!(sorted(&c), expected.clone(), "{}", name);
+        }
     }
 }

@@ -223,3 +223,42 @@ fn abort_stops_a_saturated_pipeline() {
         assert!(matches!(handle.join(), Err(Error::Aborted)), "{}", engine.name());
     }
 }
+
+/// Mailboxes hold their units against the run's budget: with a slow
+/// consumer the links fill, their reservations show in the budget (never
+/// past its limit), every row arrives, and everything is given back.
+#[test]
+fn mailboxes_reserve_what_they_hold_against_the_budget() {
+    for engine in engines() {
+        let name = engine.name().to_owned();
+        let input: Vec<RecordBatch> = (0..200u64).map(|i| fragments(i * 500, (i + 1) * 500)).collect();
+        let rows: usize = input.iter().map(RecordBatch::num_rows).sum();
+        let (sink, out) = CollectSink::new();
+        let graph = Pipeline::new("mailboxes")
+            .source("read", MemorySource::try_from_batches(input).unwrap())
+            .transform(
+                "slow",
+                MapBatches::new(|b: RecordBatch| {
+                    std::thread::sleep(Duration::from_micros(300));
+                    Ok(b)
+                }),
+            )
+            .sink("out", sink)
+            .build()
+            .unwrap();
+        let opts = RunOptions::default()
+            .with_mailbox_capacity(4)
+            .with_memory_budget(garner::pools::ByteSize::mib(1));
+        let budget = opts.memory_budget.clone().unwrap();
+        let leaks = garner::pools::testing::LeakCheck::of(&budget);
+        common::run_watched(engine.as_ref(), graph, opts, common::HANG_TIMEOUT, &name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out.concat().unwrap().num_rows(), rows, "{name}");
+        let stats = budget.stats();
+        assert!(stats.peak_bytes <= stats.limit_bytes, "{name}: {stats:?}");
+        if !matches!(name.as_str(), "sync" | "rayon") {
+            assert!(stats.peak_bytes > 0, "{name}: the mailboxes reserved nothing: {stats:?}");
+        }
+        leaks.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -68,7 +68,7 @@ fn stream() -> impl Strategy<Value = (Vec<(u64, usize, i64)>, usize)> {
 }
 
 fn tiny() -> SpillOptions {
-    SpillOptions { limit_bytes: 1, low_water: 0.0, store: SpillConfig::default() }
+    SpillOptions { limit_bytes: 1, low_water: 0.0, store: SpillConfig::default(), buffers: None }
 }
 
 proptest! {
@@ -88,7 +88,14 @@ proptest! {
         }
         let schema = to_batch(&[], 0).schema();
         let mut plain = v.build(&schema).unwrap();
-        let options = SpillOptions { limit_bytes: limit, low_water: 0.5, store: SpillConfig::default() };
+        let budget = garner_pools::MemoryBudget::unbounded();
+        let leaks = garner_pools::testing::LeakCheck::of(&budget);
+        let options = SpillOptions {
+            limit_bytes: limit,
+            low_water: 0.5,
+            store: SpillConfig::default(),
+            buffers: Some(budget.buffers().clone()),
+        };
         let mut spilling = v.build(&schema).unwrap().with_spill(options).unwrap();
         let (expected, none) = run(&mut plain, &rows, cut);
         let (got, spilled) = run(&mut spilling, &rows, cut);
@@ -99,6 +106,7 @@ proptest! {
         prop_assert!(stats.spill_writes == 0 || spilled > 0);
         prop_assert_eq!(stats.spill_writes, stats.spill_reads);
         prop_assert_eq!(stats.spill_corrupted + stats.spill_failures, 0);
+        prop_assert_eq!(leaks.check(), Ok(()), "every spill buffer went back to the pool");
     }
 
     #[test]
@@ -129,7 +137,7 @@ fn generations_that_were_spilled_say_so() {
 fn a_full_store_flushes_its_victims_as_partials_and_loses_nothing() {
     let rows: Vec<(u64, usize, i64)> = (0..300).map(|i| (i % 100, (i / 100) as usize, i as i64)).collect();
     let store = SpillConfig { memory_bytes: 256, mapped_bytes: 0, file_bytes: 0, ..SpillConfig::default() };
-    let options = SpillOptions { limit_bytes: 1, low_water: 0.0, store };
+    let options = SpillOptions { limit_bytes: 1, low_water: 0.0, store, buffers: None };
     let v = VarSet::keyed("k").require(VARS);
     let mut acc = v.build(&to_batch(&[], 0).schema()).unwrap().with_spill(options).unwrap();
     let (out, _) = run(&mut acc, &rows, 50);
@@ -210,7 +218,8 @@ fn a_middling_limit_spills_some_partitions_and_keeps_the_others() {
     let mut acc = v.build(&schema).unwrap();
     assert!(acc.push(&to_batch(&rows, 0), 0).unwrap().is_none());
     let full = acc.bytes_held();
-    let options = SpillOptions { limit_bytes: full / 2, low_water: 0.5, store: SpillConfig::default() };
+    let options =
+        SpillOptions { limit_bytes: full / 2, low_water: 0.5, store: SpillConfig::default(), buffers: None };
     let mut acc = v.build(&schema).unwrap().with_spill(options).unwrap();
     assert!(acc.push(&to_batch(&rows, 0), 0).unwrap().is_none());
     let (resident, spilled) = (acc.resident_keys() as u64, acc.spilled_keys());

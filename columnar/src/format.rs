@@ -95,7 +95,8 @@ pub fn open_source(format: Format, path: &Path) -> Result<Box<dyn BatchSource>> 
 }
 
 /// Opens `path` as a source of `format` with `options` (batch size for the
-/// formats that choose it, CSV header and delimiter).
+/// formats that choose it, CSV header and delimiter, what CSV and JSON
+/// lines do with bad rows).
 ///
 /// ```no_run
 /// use std::path::Path;
@@ -117,12 +118,23 @@ pub fn open_source_with(
         Format::Ipc => Box::new(IpcFileSource::open(path)?),
         Format::IpcStream => Box::new(IpcStreamSource::open(path)?),
         Format::Parquet => Box::new(ParquetSource::open_with(path, batch_rows)?),
-        Format::Csv => {
-            Box::new(CsvSource::open(path, CsvOptions { batch_size: batch_rows, ..options.csv.clone() })?)
-        }
+        Format::Csv => Box::new(CsvSource::open(
+            path,
+            CsvOptions {
+                batch_size: batch_rows,
+                on_bad_row: options.on_bad_row,
+                stage_id: options.stage_id.clone(),
+                ..options.csv.clone()
+            },
+        )?),
         Format::Jsonl => Box::new(JsonlSource::open(
             path,
-            JsonlOptions { batch_size: batch_rows, ..JsonlOptions::default() },
+            JsonlOptions {
+                batch_size: batch_rows,
+                on_bad_row: options.on_bad_row,
+                stage_id: options.stage_id.clone(),
+                ..JsonlOptions::default()
+            },
         )?),
     })
 }

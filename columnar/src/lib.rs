@@ -12,6 +12,7 @@
 mod batch;
 mod error;
 mod format;
+mod memory;
 mod micro;
 mod schema;
 pub mod sink;
@@ -22,6 +23,7 @@ mod testdata;
 pub use batch::{Batch, BatchMeta, Cost, Headers, TimeRange, TraceContext, ROW_SEQ_BITS};
 pub use error::{Error, Result};
 pub use format::{create_sink, open_source, open_source_with, Format};
+pub use memory::distinct_buffer_bytes;
 pub use micro::{Coalescer, Splitter};
 pub use sink::{BatchSink, SinkSummary};
 pub use source::BatchSource;

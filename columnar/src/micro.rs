@@ -44,13 +44,29 @@ pub struct Coalescer {
     target_rows: usize,
     buffer: Vec<RecordBatch>,
     buffered_rows: usize,
+    reservation: Option<garner_pools::Reservation>,
 }
 
 impl Coalescer {
     /// A coalescer of batches of `schema` up to `target_rows` (a target of 0
     /// is taken as 1: every non-empty batch passes through).
     pub fn new(schema: SchemaRef, target_rows: usize) -> Self {
-        Self { schema, target_rows: target_rows.max(1), buffer: Vec::new(), buffered_rows: 0 }
+        Self {
+            schema,
+            target_rows: target_rows.max(1),
+            buffer: Vec::new(),
+            buffered_rows: 0,
+            reservation: None,
+        }
+    }
+
+    /// Holds what it buffers against `reservation` (buffers shared between
+    /// the batches counted once, see [`distinct_buffer_bytes`](crate::distinct_buffer_bytes)):
+    /// when the budget refuses to grow it, the coalescer returns what it has
+    /// early instead of buffering past the budget.
+    pub fn with_reservation(mut self, reservation: garner_pools::Reservation) -> Self {
+        self.reservation = Some(reservation);
+        self
     }
 
     /// Buffers `batch`; returns the buffered rows as one batch once they
@@ -73,10 +89,14 @@ impl Coalescer {
         self.buffered_rows += batch.num_rows();
         self.buffer.push(batch);
         if self.buffered_rows >= self.target_rows {
-            self.flush()
-        } else {
-            Ok(None)
+            return self.flush();
         }
+        if let Some(r) = &mut self.reservation {
+            if r.try_resize(crate::distinct_buffer_bytes(&self.buffer) as u64).is_err() {
+                return self.flush(); // the budget says no: pass on what is held
+            }
+        }
+        Ok(None)
     }
 
     /// Returns everything buffered as one batch, `None` if nothing is.
@@ -87,6 +107,9 @@ impl Coalescer {
     pub fn flush(&mut self) -> Result<Option<RecordBatch>> {
         let buffered = std::mem::take(&mut self.buffer);
         self.buffered_rows = 0;
+        if let Some(r) = &mut self.reservation {
+            r.free();
+        }
         match <[RecordBatch; 1]>::try_from(buffered) {
             Ok([single]) => Ok(Some(single)),
             Err(buffered) if buffered.is_empty() => Ok(None),
@@ -239,5 +262,38 @@ mod tests {
         assert_eq!(pieces, [batch]);
         assert_eq!(Splitter::new(10).split(&sample(0, 0)).count(), 0);
         assert_eq!(Splitter::new(0).split(&sample(0, 3)).count(), 3, "0 is taken as 1");
+    }
+}
+
+#[cfg(test)]
+mod reservation_tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array};
+    use garner_pools::{ByteSize, MemoryBudget};
+
+    #[test]
+    fn a_coalescer_holds_its_buffer_against_the_budget_and_flushes_early_when_refused() {
+        let batch = |n: i64| {
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef)])
+                .unwrap()
+        };
+        let schema = batch(1).schema();
+        let budget = MemoryBudget::new(ByteSize::kib(64));
+        let mut c =
+            Coalescer::new(schema.clone(), 1_000_000).with_reservation(budget.reservation("coalescer"));
+        assert!(c.push(batch(1000)).unwrap().is_none());
+        let held = budget.stats().reserved_bytes;
+        assert!(held >= 8000, "{held}");
+        // Slices of one batch share its buffer: counted once.
+        let big = batch(4000);
+        assert!(c.push(big.slice(0, 2000)).unwrap().is_none());
+        let with_slice = budget.stats().reserved_bytes;
+        assert!(c.push(big.slice(2000, 2000)).unwrap().is_none());
+        assert_eq!(budget.stats().reserved_bytes, with_slice);
+        // Past 64 KiB the budget says no: what is held comes out.
+        let out = c.push(batch(8000)).unwrap().expect("flushed early");
+        assert_eq!(out.num_rows(), 13_000);
+        assert_eq!(budget.stats().reserved_bytes, 0);
+        assert!(c.flush().unwrap().is_none());
     }
 }

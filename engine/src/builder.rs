@@ -58,6 +58,7 @@ pub(crate) struct PendingNode {
     pub(crate) parallelism: Option<usize>,
     pub(crate) ordering: Ordering,
     pub(crate) hint: Option<ParallelismHint>,
+    pub(crate) mailbox: Option<crate::resilience::MailboxPolicy>,
 }
 
 /// Builds a [`PipelineGraph`].
@@ -109,6 +110,7 @@ impl Pipeline {
             parallelism: None,
             ordering: Ordering::Ordered,
             hint: None,
+            mailbox: None,
         });
         self
     }
@@ -171,6 +173,18 @@ impl Pipeline {
     pub fn parallelism(mut self, instances: usize) -> Self {
         if let Some(n) = self.nodes.last_mut() {
             n.parallelism = Some(instances.max(1));
+        }
+        self
+    }
+
+    /// Sets the input mailbox of the last stage added (parallel engines):
+    /// its capacity in units, and what a full one does — block the
+    /// producer (the default), drop the newest or the oldest unit (counted
+    /// in the stage's `mailbox_dropped`), or fail the run. The SyncEngine
+    /// has no mailboxes and never drops.
+    pub fn mailbox(mut self, policy: crate::resilience::MailboxPolicy) -> Self {
+        if let Some(n) = self.nodes.last_mut() {
+            n.mailbox = Some(policy);
         }
         self
     }

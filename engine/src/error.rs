@@ -106,6 +106,15 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// A stage's mailbox was full and its policy is to fail
+    /// ([`DropPolicy::Fail`](crate::resilience::DropPolicy::Fail)).
+    #[error("stage `{stage}`: mailbox full (on_full = fail): {rows} rows refused")]
+    MailboxFull {
+        /// The stage whose mailbox was full.
+        stage: String,
+        /// Rows of the refused unit.
+        rows: u64,
+    },
     /// The run was aborted by its handle.
     #[error("the run was aborted")]
     Aborted,

@@ -131,6 +131,8 @@ pub struct Node {
     pub output_ports: Vec<String>,
     /// Key columns, for accumulators.
     pub key_columns: Vec<String>,
+    /// Its input mailbox, when set (else the run's capacity, blocking).
+    pub mailbox: Option<crate::resilience::MailboxPolicy>,
     pub(crate) body: NodeBody,
 }
 
@@ -171,6 +173,34 @@ pub struct PipelineGraph {
 }
 
 impl PipelineGraph {
+    /// Applies a policy snapshot (take it from a
+    /// [`PolicyRegistry`](crate::resilience::PolicyRegistry) for each run:
+    /// a run keeps the snapshot it started with, the next run picks up a
+    /// changed one). Every transform, accumulator, branch and merge the set
+    /// names (`for_stage`: its override, else the default policy) runs
+    /// [`Guarded`](crate::resilience::Guarded) under it, sending what fails
+    /// for good to `dead_letters`; its mailbox policy applies where the
+    /// graph set none.
+    pub fn with_policies(
+        mut self,
+        policies: &crate::resilience::PolicySet,
+        dead_letters: Option<&crate::DeadLetterQueue>,
+    ) -> Self {
+        for node in &mut self.nodes {
+            let NodeBody::Stage(factory) = &node.body else { continue };
+            let policy = policies.for_stage(&node.id).clone();
+            if node.mailbox.is_none() {
+                node.mailbox = Some(policy.mailbox);
+            }
+            let mut guarded = crate::resilience::Guarded::from_factory(factory.clone(), policy);
+            if let Some(q) = dead_letters {
+                guarded = guarded.dead_letters(q.clone());
+            }
+            node.body = NodeBody::Stage(Arc::new(guarded));
+        }
+        self
+    }
+
     /// The pipeline's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -27,6 +27,7 @@
 
 mod builder;
 mod clock;
+mod dead_letter;
 mod emitter;
 mod error;
 pub mod exec;
@@ -38,16 +39,18 @@ mod render;
 pub mod resilience;
 mod stage;
 pub mod stages;
+pub mod telemetry;
 pub mod transforms;
 mod validate;
 
 pub use builder::{IntoPorts, Pipeline};
 pub use clock::{Clock, ManualClock, Millis, SystemClock};
+pub use dead_letter::{DeadLetterQueue, ERROR_COLUMN, STAGE_COLUMN};
 pub use emitter::Emitter;
 pub use error::{Error, Result};
 pub use exec::{
-    DataflowEngine, Engine, EngineKind, HybridEngine, RayonEngine, RunHandle, RunOptions, RunReport,
-    StageReport, StageSnapshot, StealEngine, SyncEngine,
+    DataflowEngine, Engine, EngineKind, HybridEngine, RayonEngine, RunHandle, RunMonitor, RunOptions,
+    RunReport, StageReport, StageSnapshot, StealEngine, SyncEngine,
 };
 pub use graph::{
     Edge, Node, NodeId, Ordering, ParallelismHint, Partitioning, PipelineGraph, PortRef, StageFactory,

@@ -107,8 +107,18 @@ pub trait Stage: Send {
     }
 
     /// End of input: emit everything still held.
+    ///
+    /// A stage holding much (an accumulator with spilled state) may emit it
+    /// in steps: it returns with [`finish_pending`](Self::finish_pending)
+    /// true, the engine passes the step's rows on, and calls `finish` again.
     fn finish(&mut self, _out: &mut Emitter) -> Result<()> {
         Ok(())
+    }
+
+    /// After [`finish`](Self::finish): whether more remains to emit (call
+    /// `finish` again once this step's rows are passed on).
+    fn finish_pending(&self) -> bool {
+        false
     }
 
     /// Latent work, for flow control and progress.

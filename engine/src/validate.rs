@@ -153,6 +153,7 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
             output_schema,
             output_ports: ports[i].clone(),
             key_columns,
+            mailbox: n.mailbox,
             body: n.body,
         });
     }

@@ -32,6 +32,10 @@ pub struct ResourcesExhausted {
 #[derive(Debug)]
 struct Shared {
     limit: u64,
+    buffers: crate::SegmentPool,
+    /// Bytes taken off the limit for growth the reservations do not see
+    /// (set by an [`RssMonitor`](crate::RssMonitor)).
+    squeeze: AtomicU64,
     used: AtomicU64,
     peak: AtomicU64,
     live: AtomicU64,
@@ -64,6 +68,8 @@ pub struct PoolStats {
     pub peak_bytes: u64,
     /// Reservations alive now.
     pub live_reservations: u64,
+    /// Bytes taken off the limit now (see [`MemoryBudget::set_squeeze`]).
+    pub squeezed_bytes: u64,
 }
 
 impl MemoryBudget {
@@ -72,6 +78,8 @@ impl MemoryBudget {
         Self {
             shared: Arc::new(Shared {
                 limit: limit.bytes(),
+                buffers: crate::SegmentPool::new(16 << 20),
+                squeeze: AtomicU64::new(0),
                 used: AtomicU64::new(0),
                 peak: AtomicU64::new(0),
                 live: AtomicU64::new(0),
@@ -90,9 +98,28 @@ impl MemoryBudget {
         Reservation { budget: self.clone(), consumer: consumer.into(), size: 0 }
     }
 
+    /// The run's buffer pool, shared by the consumers of this budget (spill
+    /// stores rent their in-memory records from it); check it with
+    /// [`LeakCheck`](crate::testing::LeakCheck).
+    pub fn buffers(&self) -> &crate::SegmentPool {
+        &self.shared.buffers
+    }
+
     /// The limit in bytes.
     pub fn limit(&self) -> u64 {
         self.shared.limit
+    }
+
+    /// The limit growth is measured against now: the limit less the squeeze.
+    pub fn effective_limit(&self) -> u64 {
+        self.shared.limit.saturating_sub(self.shared.squeeze.load(Ordering::Relaxed))
+    }
+
+    /// Takes `bytes` off the limit for new growth (reservations already
+    /// held are kept; they are refused growth until they fit again). Used
+    /// when the process holds memory the reservations do not see.
+    pub fn set_squeeze(&self, bytes: u64) {
+        self.shared.squeeze.store(bytes, Ordering::Relaxed);
     }
 
     /// Current figures.
@@ -102,15 +129,20 @@ impl MemoryBudget {
             reserved_bytes: self.shared.used.load(Ordering::Relaxed),
             peak_bytes: self.shared.peak.load(Ordering::Relaxed),
             live_reservations: self.shared.live.load(Ordering::Relaxed),
+            squeezed_bytes: self.shared.squeeze.load(Ordering::Relaxed),
         }
     }
 
     fn try_add(&self, consumer: &str, bytes: u64) -> Result<(), ResourcesExhausted> {
         let s = &self.shared;
         let mut used = s.used.load(Ordering::Relaxed);
+        let limit = self.effective_limit();
         loop {
-            let next = used.checked_add(bytes).filter(|&n| n <= s.limit).ok_or_else(|| {
-                ResourcesExhausted { consumer: consumer.to_owned(), requested: bytes, used, limit: s.limit }
+            let next = used.checked_add(bytes).filter(|&n| n <= limit).ok_or_else(|| ResourcesExhausted {
+                consumer: consumer.to_owned(),
+                requested: bytes,
+                used,
+                limit,
             })?;
             match s.used.compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
@@ -204,8 +236,31 @@ mod tests {
         drop(b);
         assert_eq!(
             budget.stats(),
-            PoolStats { limit_bytes: 100, reserved_bytes: 0, peak_bytes: 100, live_reservations: 0 }
+            PoolStats {
+                limit_bytes: 100,
+                reserved_bytes: 0,
+                peak_bytes: 100,
+                live_reservations: 0,
+                squeezed_bytes: 0
+            }
         );
+    }
+
+    #[test]
+    fn a_squeeze_refuses_growth_but_keeps_what_is_held() {
+        let budget = MemoryBudget::new(ByteSize(100));
+        let mut a = budget.reservation("a");
+        a.try_grow(60).unwrap();
+        budget.set_squeeze(50);
+        assert_eq!(budget.effective_limit(), 50);
+        assert_eq!(a.size(), 60, "held bytes stay");
+        let err = a.try_grow(1).unwrap_err();
+        assert_eq!(err.limit, 50);
+        a.shrink(20);
+        a.try_grow(10).unwrap();
+        budget.set_squeeze(0);
+        a.try_grow(50).unwrap();
+        assert_eq!(budget.stats().reserved_bytes, 100);
     }
 
     #[test]

@@ -16,11 +16,13 @@
 
 mod budget;
 mod pool;
+mod rss;
 mod size;
 mod spill;
 pub mod testing;
 
 pub use budget::{MemoryBudget, PoolStats, Reservation, ResourcesExhausted};
 pub use pool::{PooledBuffer, SegmentPool, SegmentPoolStats};
+pub use rss::{resident_bytes, RssMonitor};
 pub use size::{ByteSize, ParseByteSizeError};
 pub use spill::{SpillConfig, SpillError, SpillHandle, SpillStats, SpillStore, Tier};

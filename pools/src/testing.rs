@@ -38,6 +38,11 @@ impl LeakCheck {
         Self { budget: budget.clone(), pool: pool.clone() }
     }
 
+    /// Watches `budget` and its buffer pool ([`MemoryBudget::buffers`]).
+    pub fn of(budget: &MemoryBudget) -> Self {
+        Self::new(budget, budget.buffers())
+    }
+
     /// `Ok` when nothing is outstanding; otherwise what leaked, one clause per
     /// problem.
     pub fn check(&self) -> Result<(), String> {

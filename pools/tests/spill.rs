@@ -389,3 +389,26 @@ fn segment_rss_kib(store: &SpillStore) -> u64 {
     }
     rss_kib
 }
+
+#[test]
+fn memory_records_rent_pooled_buffers_and_return_them_when_freed() {
+    let pool = garner_pools::SegmentPool::new(1 << 20);
+    let mut store = SpillStore::with_pool(SpillConfig::memory_only(1 << 20), pool.clone()).unwrap();
+    let budget = garner_pools::MemoryBudget::unbounded();
+    let leaks = garner_pools::testing::LeakCheck::new(&budget, &pool);
+    let big: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let handles: Vec<_> = (0..4).map(|_| store.put(&big).unwrap()).collect();
+    let small = store.put(b"tiny").unwrap();
+    assert_eq!(pool.stats().rents, 4, "only frames of a size class or more are pooled");
+    assert!(leaks.check().is_err(), "the records hold their buffers");
+    for h in handles {
+        assert_eq!(store.take(h).unwrap(), big);
+    }
+    assert_eq!(store.take(small).unwrap(), b"tiny");
+    assert_eq!(leaks.check(), Ok(()));
+    // A second round reuses the cached buffers.
+    let h = store.put(&big).unwrap();
+    store.free(h);
+    assert!(pool.stats().hits >= 1);
+    assert_eq!(leaks.check(), Ok(()));
+}

@@ -5,9 +5,11 @@ mod display;
 mod gen;
 mod interrupt;
 mod malloc;
+mod metrics;
 mod plan;
 mod rss;
 mod run;
+mod simulate;
 mod spec;
 
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ enum Command {
     Gen(gen::GenArgs),
     /// Draw a spec's pipeline as Mermaid or Graphviz dot.
     Graph(GraphArgs),
+    /// Simulate a pipeline's throughput and peak memory from per-stage costs.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,7 +62,7 @@ enum GraphFormat {
 
 fn graph(args: GraphArgs) -> anyhow::Result<()> {
     let spec = run::load_spec(&args.spec)?;
-    let graph = plan::build(&spec)?;
+    let graph = plan::build(&spec, None)?;
     match args.format {
         GraphFormat::Mermaid => print!("{}", graph.to_mermaid()),
         GraphFormat::Dot => print!("{}", graph.to_dot()),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::demo(a),
         Command::Gen(a) => gen::gen(a),
         Command::Graph(a) => graph(a),
+        Command::Simulate(a) => simulate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,21 +3,28 @@
 //! succeeds), stages connected in file order unless `inputs` says otherwise.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use garner::accum::{
     AfterComplete, CountAccumulator, RepeatPolicy, TimeMode, VarSet, WindowAccumulator, WithPolicies,
 };
 use garner::columnar::sink::{create_sink, ParquetOptions, ParquetSink};
-use garner::columnar::source::{CsvOptions, SourceOptions};
+use garner::columnar::source::{CsvOptions, OnBadRow, SourceOptions};
 use garner::columnar::{open_source_with, BatchSource};
+use garner::engine::resilience::{DropPolicy, Guarded, MailboxPolicy, PanicPolicy, RetryPolicy, StagePolicy};
+use garner::engine::stages::DeadLetterSource;
 use garner::engine::stages::{AccumulateStage, Branch};
 use garner::engine::transforms::{Cast, DropNulls, Filter, Rename, Select};
-use garner::engine::{col, CmpOp, Literal, Pipeline, PipelineGraph, Predicate};
+use garner::engine::{
+    col, CmpOp, DeadLetterQueue, Literal, Pipeline, PipelineGraph, Predicate, Stage, StageKind,
+};
 
 use crate::spec::{
-    AccumulateSpec, AccumulatorKind, AfterCompleteKind, Condition, OneOrMany, RepeatKind, Scalar, SourceSpec,
-    Spec, StageSpec, TimeKind, WindowKind, DEFAULT_TIME_COLUMN,
+    AccumulateSpec, AccumulatorKind, AfterCompleteKind, Condition, OnBadRowKind, OnErrorSpec, OnFullKind,
+    OneOrMany, PanicKind, RepeatKind, Scalar, SourceSpec, Spec, StageSpec, TimeKind, WindowKind,
+    DEFAULT_TIME_COLUMN,
 };
 
 /// Rows per batch for the sources that cut their own (Parquet, CSV, JSON
@@ -45,15 +52,78 @@ fn predicate(c: Condition<'_>) -> Predicate {
     }
 }
 
-fn open_source(spec: &Spec, s: &SourceSpec) -> Result<Box<dyn BatchSource>> {
+fn open_source(
+    spec: &Spec,
+    s: &SourceSpec,
+    dead_letters: Option<&DeadLetterQueue>,
+) -> Result<Box<dyn BatchSource>> {
     let csv = CsvOptions {
         has_header: s.has_header.unwrap_or(true),
         // Checked by spec::parse: one ASCII character.
         delimiter: s.delimiter.as_deref().map_or(b',', |d| d.as_bytes()[0]),
         ..CsvOptions::default()
     };
-    let options = SourceOptions { batch_rows: s.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS), csv };
-    Ok(open_source_with(s.format(), &spec.resolve(&s.path), &options)?)
+    let on_bad_row = match s.on_bad_row {
+        None | Some(OnBadRowKind::Fail) => OnBadRow::Fail,
+        Some(OnBadRowKind::Skip) => OnBadRow::Skip,
+        Some(OnBadRowKind::DeadLetter) if dead_letters.is_none() => bail!(
+            "stage `{}`: on_bad_row = \"dead_letter\" needs the pipeline's dead-letter output: \
+             add `dead_letter = {{ path = \"dlq.parquet\" }}` under [pipeline] (or use \"skip\" or \"fail\")",
+            s.id
+        ),
+        Some(OnBadRowKind::DeadLetter) => OnBadRow::DeadLetter,
+    };
+    let options = SourceOptions {
+        batch_rows: s.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS),
+        csv,
+        on_bad_row,
+        stage_id: s.id.clone(),
+    };
+    let source = open_source_with(s.format(), &spec.resolve(&s.path), &options)?;
+    Ok(match (on_bad_row, dead_letters) {
+        (OnBadRow::DeadLetter, Some(queue)) => Box::new(DeadLetterSource::new(source, &s.id, queue.clone())),
+        _ => source,
+    })
+}
+
+/// A stage's error policy from its `on_error` table.
+fn stage_policy(e: &OnErrorSpec) -> StagePolicy {
+    let base = e.backoff.map_or(Duration::from_millis(10), |d| d.0);
+    StagePolicy {
+        retry: RetryPolicy {
+            max_attempts: e.retries.unwrap_or(0).saturating_add(1),
+            base_backoff: base,
+            max_backoff: e.max_backoff.map_or(base.max(Duration::from_secs(1)), |d| d.0),
+            jitter: 0.5,
+        },
+        time_quota: e.time_quota.map(|d| d.0),
+        on_panic: match e.panic {
+            Some(PanicKind::Quarantine) => PanicPolicy::Quarantine,
+            _ => PanicPolicy::Abort,
+        },
+        ..StagePolicy::default()
+    }
+}
+
+/// Adds `stage` under its error policy, if it has one.
+fn add(
+    p: Pipeline,
+    id: &str,
+    kind: StageKind,
+    stage: impl Stage + Clone + Sync + 'static,
+    on_error: Option<&OnErrorSpec>,
+    dead_letters: Option<&DeadLetterQueue>,
+) -> Pipeline {
+    match on_error {
+        Some(e) => {
+            let mut guarded = Guarded::new(stage, stage_policy(e));
+            if let Some(q) = dead_letters {
+                guarded = guarded.dead_letters(q.clone());
+            }
+            p.stage(id, kind, Arc::new(guarded))
+        }
+        None => p.stage(id, kind, Arc::new(stage)),
+    }
 }
 
 /// The accumulator an accumulate stage runs, with its policies.
@@ -172,8 +242,10 @@ fn check_paths(spec: &Spec) -> Result<()> {
 }
 
 /// Builds the graph. Errors name the stage (`stage[1]: ...`) or the key
-/// (`stage[0].path: ...`).
-pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
+/// (`stage[0].path: ...`). With `dead_letters`, CSV and JSON-lines sources
+/// with `on_bad_row = "dead_letter"`, stages with `on_error` and
+/// accumulators send what they reject there.
+pub(crate) fn build(spec: &Spec, dead_letters: Option<&DeadLetterQueue>) -> Result<PipelineGraph> {
     check_paths(spec)?;
     let name = spec.pipeline.name.clone().unwrap_or_else(|| "pipeline".into());
     let mut p = Pipeline::new(name);
@@ -183,7 +255,9 @@ pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
             p = p.from(inputs.to_vec());
         }
         p = match stage {
-            StageSpec::Source(s) => p.source(&s.id, open_source(spec, s).with_context(at_path)?),
+            StageSpec::Source(s) => {
+                p.source(&s.id, open_source(spec, s, dead_letters).with_context(at_path)?)
+            }
             StageSpec::Sink(s) => {
                 let path = spec.resolve(&s.path);
                 let sink = match s.row_group_rows {
@@ -195,16 +269,35 @@ pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
                 };
                 p.sink(&s.id, sink)
             }
-            StageSpec::Accumulate(a) => p.accumulate(&a.id, accumulator(a)),
-            StageSpec::Filter(f) => p.transform(&f.id, Filter::new(predicate(f.condition()))),
-            StageSpec::DropNulls(c) => p.transform(&c.id, DropNulls::on(c.columns.iter().cloned())),
-            StageSpec::Select(c) => p.transform(&c.id, Select::columns(c.columns.iter().cloned())),
-            StageSpec::Rename(m) => p.transform(&m.id, Rename::new(m.columns.clone())),
+            StageSpec::Accumulate(a) => {
+                let mut acc = accumulator(a);
+                if let Some(q) = dead_letters {
+                    acc = acc.dead_letters(q.clone());
+                }
+                add(p, &a.id, StageKind::Accumulator, acc, stage.on_error(), dead_letters)
+            }
+            StageSpec::Filter(f) => {
+                let filter = Filter::new(predicate(f.condition()));
+                add(p, &f.id, StageKind::Transform, filter, stage.on_error(), dead_letters)
+            }
+            StageSpec::DropNulls(c) => {
+                let drop = DropNulls::on(c.columns.iter().cloned());
+                add(p, &c.id, StageKind::Transform, drop, stage.on_error(), dead_letters)
+            }
+            StageSpec::Select(c) => {
+                let select = Select::columns(c.columns.iter().cloned());
+                add(p, &c.id, StageKind::Transform, select, stage.on_error(), dead_letters)
+            }
+            StageSpec::Rename(m) => {
+                let rename = Rename::new(m.columns.clone());
+                add(p, &m.id, StageKind::Transform, rename, stage.on_error(), dead_letters)
+            }
             StageSpec::Cast(m) => {
                 let mut casts =
                     m.columns.iter().map(|(c, t)| (c.clone(), t.parse().expect("checked by spec::parse")));
                 let (c0, t0) = casts.next().expect("spec::parse checks that a cast names a column");
-                p.transform(&m.id, casts.fold(Cast::column(c0, t0), |acc, (c, t)| acc.and(c, t)))
+                let cast = casts.fold(Cast::column(c0, t0), |acc, (c, t)| acc.and(c, t));
+                add(p, &m.id, StageKind::Transform, cast, stage.on_error(), dead_letters)
             }
             StageSpec::Branch(b) => {
                 let mut branch = Branch::new();
@@ -218,6 +311,20 @@ pub(crate) fn build(spec: &Spec) -> Result<PipelineGraph> {
             }
             StageSpec::Merge(m) => p.merge(&m.id, m.inputs.clone()),
         };
+        if let Some(m) = stage.mailbox() {
+            if m.capacity == Some(0) {
+                bail!("stage[{i}].mailbox.capacity: must be at least 1");
+            }
+            p = p.mailbox(MailboxPolicy {
+                capacity: m.capacity.unwrap_or(MailboxPolicy::default().capacity),
+                on_full: match m.on_full {
+                    None | Some(OnFullKind::Block) => DropPolicy::Block,
+                    Some(OnFullKind::DropNewest) => DropPolicy::DropNewest,
+                    Some(OnFullKind::DropOldest) => DropPolicy::DropOldest,
+                    Some(OnFullKind::Fail) => DropPolicy::Fail,
+                },
+            });
+        }
     }
     p.build().map_err(|e| explain(spec, &e))
 }

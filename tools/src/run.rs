@@ -9,6 +9,7 @@ use garner::engine::{Progress, RunOptions};
 use garner::pools::ByteSize;
 
 use crate::display::{human, summary, LiveProgress};
+use crate::metrics::{MetricsOut, MetricsServer};
 use crate::spec::{self, Spec, StageSpec};
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +28,14 @@ pub(crate) struct RunArgs {
     /// No progress bar and no summary.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Write the run's final metrics to FILE: Prometheus text (.prom,
+    /// .txt) or JSON (.json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metrics_out: Option<PathBuf>,
+    /// Serve the live metrics (Prometheus text) at http://ADDR/metrics
+    /// while the run goes on, e.g. 127.0.0.1:9898 (port 0: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Reads and checks a spec file; relative paths in it are relative to it.
@@ -60,6 +69,26 @@ fn warn_about(spec: &Spec, budget: Option<ByteSize>, quiet: bool) {
     }
 }
 
+/// Writes the run's dead letters to `path`; with none, no file is written
+/// (and an old one is removed, so the file never belongs to another run).
+fn write_dead_letters(
+    queue: &garner::engine::DeadLetterQueue,
+    format: garner::columnar::Format,
+    path: &std::path::Path,
+) -> Result<u64> {
+    if queue.rows() == 0 {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => return Ok(0),
+        }
+    }
+    let mut sink = garner::columnar::sink::create_sink(format, path)?;
+    let rows = queue.write_to(sink.as_mut())?;
+    sink.finish()?;
+    sink.commit()?;
+    Ok(rows)
+}
+
 pub(crate) fn run(args: RunArgs) -> Result<()> {
     let spec = load_spec(&args.spec)?;
     let engine = match &args.engine {
@@ -73,21 +102,44 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let budget = args.memory_budget.or(spec.pipeline.memory_budget);
     warn_about(&spec, budget, args.quiet);
-    let graph = crate::plan::build(&spec)
+    let dead_letters = spec.pipeline.dead_letter.as_ref().map(|_| garner::engine::DeadLetterQueue::new());
+    let graph = crate::plan::build(&spec, dead_letters.as_ref())
         .with_context(|| format!("cannot build pipeline from {}", args.spec.display()))?;
+    let metrics_out = args.metrics_out.clone().map(MetricsOut::new).transpose()?;
+    let server = args.metrics_addr.map(MetricsServer::bind).transpose()?;
+    if let Some(s) = &server {
+        eprintln!("metrics: serving http://{}/metrics", s.addr());
+    }
     let progress = Arc::new(Progress::default());
     let live = LiveProgress::start(progress.clone(), args.quiet);
     let mut options = RunOptions::default().with_progress(progress);
     if let Some(b) = budget {
         options = options.with_memory_budget(b);
     }
-    let result =
-        engine.create(threads).spawn(graph, options).and_then(|h| crate::interrupt::watch(h, args.quiet));
+    let result = engine.create(threads).spawn(graph, options).and_then(|h| {
+        if let Some(s) = &server {
+            s.serve(h.monitor());
+        }
+        crate::interrupt::watch(h, args.quiet)
+    });
+    drop(server);
     live.stop();
     let (report, drained) = match result? {
         crate::interrupt::Ended::Completed(r) => (r, false),
         crate::interrupt::Ended::Drained(r) => (r, true),
     };
+    if let Some(out) = &metrics_out {
+        out.write(&report)?;
+    }
+    if let (Some(queue), Some(d)) = (&dead_letters, &spec.pipeline.dead_letter) {
+        let path = spec.resolve(&d.path);
+        let rows = write_dead_letters(queue, d.format(), &path)
+            .with_context(|| format!("cannot write the dead-letter output {}", path.display()))?;
+        if !args.quiet {
+            let by_stage: Vec<String> = queue.by_stage().iter().map(|(s, n)| format!("{s}: {n}")).collect();
+            eprintln!("{rows} dead-lettered rows written to {} ({})", path.display(), by_stage.join(", "));
+        }
+    }
     if !args.quiet {
         eprint!("{}", summary(&report));
         eprintln!(

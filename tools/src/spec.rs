@@ -45,6 +45,65 @@ pub(crate) struct PipelineSection {
     pub(crate) engine: Option<String>,
     pub(crate) threads: Option<usize>,
     pub(crate) memory_budget: Option<ByteSize>,
+    /// `dead_letter = { format = "parquet", path = "dlq.parquet" }`.
+    pub(crate) dead_letter: Option<DeadLetterSpec>,
+}
+
+/// Where the run's dead letters go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLetterSpec {
+    pub(crate) path: PathBuf,
+    pub(crate) format: Option<String>,
+    /// `format`, or the one the path's extension names: set by [`parse`].
+    #[serde(skip)]
+    checked_format: Option<Format>,
+}
+
+impl DeadLetterSpec {
+    /// The file's format (checked by [`parse`]).
+    pub(crate) fn format(&self) -> Format {
+        self.checked_format.expect("spec::parse sets the dead-letter format")
+    }
+}
+
+/// A stage's error policy: `on_error = { retries = 3, backoff = "10ms",
+/// max_backoff = "1s", time_quota = "5s", panic = "quarantine" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OnErrorSpec {
+    /// Retries after the first try (default 0).
+    pub(crate) retries: Option<u32>,
+    pub(crate) backoff: Option<Dur>,
+    pub(crate) max_backoff: Option<Dur>,
+    pub(crate) time_quota: Option<Dur>,
+    pub(crate) panic: Option<PanicKind>,
+}
+
+/// `mailbox = { capacity = 4, on_full = "block" | "drop_newest" | "drop_oldest" | "fail" }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MailboxSpec {
+    pub(crate) capacity: Option<usize>,
+    pub(crate) on_full: Option<OnFullKind>,
+}
+
+/// What a full mailbox does.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OnFullKind {
+    Block,
+    DropNewest,
+    DropOldest,
+    Fail,
+}
+
+/// `panic = "abort" | "quarantine"`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PanicKind {
+    Abort,
+    Quarantine,
 }
 
 /// A duration written as `"250ms"`, `"10s"`, `"30m"`.
@@ -84,6 +143,8 @@ pub(crate) struct SourceSpec {
     pub(crate) has_header: Option<bool>,
     /// CSV: field delimiter, one ASCII character (default ",").
     pub(crate) delimiter: Option<String>,
+    /// CSV, JSON lines: what a row that cannot be read does (default fail).
+    pub(crate) on_bad_row: Option<OnBadRowKind>,
     /// `format`, or the one the path's extension names: set by [`parse`].
     #[serde(skip)]
     checked_format: Option<Format>,
@@ -96,6 +157,8 @@ pub(crate) struct SinkSpec {
     #[allow(dead_code)]
     pub(crate) kind: String,
     pub(crate) inputs: Option<Vec<String>>,
+    /// The stage's input mailbox (parallel engines).
+    pub(crate) mailbox: Option<MailboxSpec>,
     pub(crate) path: PathBuf,
     pub(crate) format: Option<String>,
     /// Parquet: rows per row group (each is buffered while it is encoded).
@@ -126,6 +189,10 @@ pub(crate) struct AccumulateSpec {
     #[allow(dead_code)]
     pub(crate) kind: String,
     pub(crate) inputs: Option<Vec<String>>,
+    /// The stage's input mailbox (parallel engines).
+    pub(crate) mailbox: Option<MailboxSpec>,
+    /// The stage's error policy (retries, time quota, panics).
+    pub(crate) on_error: Option<OnErrorSpec>,
     pub(crate) key: OneOrMany,
     /// `varset` (the default), `count` or `window`.
     pub(crate) accumulator: Option<AccumulatorKind>,
@@ -163,6 +230,15 @@ pub(crate) enum AccumulatorKind {
     Varset,
     Count,
     Window,
+}
+
+/// `on_bad_row` of a CSV or JSON lines source.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OnBadRowKind {
+    Fail,
+    Skip,
+    DeadLetter,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -234,6 +310,10 @@ pub(crate) struct FilterSpec {
     #[allow(dead_code)]
     pub(crate) kind: String,
     pub(crate) inputs: Option<Vec<String>>,
+    /// The stage's input mailbox (parallel engines).
+    pub(crate) mailbox: Option<MailboxSpec>,
+    /// The stage's error policy (retries, time quota, panics).
+    pub(crate) on_error: Option<OnErrorSpec>,
     pub(crate) column: String,
     pub(crate) op: Option<String>,
     pub(crate) value: Option<Scalar>,
@@ -247,6 +327,10 @@ pub(crate) struct ColumnsSpec {
     #[allow(dead_code)]
     pub(crate) kind: String,
     pub(crate) inputs: Option<Vec<String>>,
+    /// The stage's input mailbox (parallel engines).
+    pub(crate) mailbox: Option<MailboxSpec>,
+    /// The stage's error policy (retries, time quota, panics).
+    pub(crate) on_error: Option<OnErrorSpec>,
     pub(crate) columns: Vec<String>,
 }
 
@@ -257,6 +341,10 @@ pub(crate) struct MappingSpec {
     #[allow(dead_code)]
     pub(crate) kind: String,
     pub(crate) inputs: Option<Vec<String>>,
+    /// The stage's input mailbox (parallel engines).
+    pub(crate) mailbox: Option<MailboxSpec>,
+    /// The stage's error policy (retries, time quota, panics).
+    pub(crate) on_error: Option<OnErrorSpec>,
     /// rename: old → new; cast: column → Arrow type name.
     pub(crate) columns: BTreeMap<String, String>,
 }
@@ -357,6 +445,29 @@ impl StageSpec {
             StageSpec::Merge(s) => Some(&s.inputs),
         }
     }
+
+    /// The stage's mailbox, if it sets one.
+    pub(crate) fn mailbox(&self) -> Option<MailboxSpec> {
+        match self {
+            StageSpec::Accumulate(s) => s.mailbox,
+            StageSpec::Filter(s) => s.mailbox,
+            StageSpec::DropNulls(s) | StageSpec::Select(s) => s.mailbox,
+            StageSpec::Rename(s) | StageSpec::Cast(s) => s.mailbox,
+            StageSpec::Sink(s) => s.mailbox,
+            StageSpec::Source(_) | StageSpec::Branch(_) | StageSpec::Merge(_) => None,
+        }
+    }
+
+    /// The stage's error policy, if it has one.
+    pub(crate) fn on_error(&self) -> Option<&OnErrorSpec> {
+        match self {
+            StageSpec::Accumulate(s) => s.on_error.as_ref(),
+            StageSpec::Filter(s) => s.on_error.as_ref(),
+            StageSpec::DropNulls(s) | StageSpec::Select(s) => s.on_error.as_ref(),
+            StageSpec::Rename(s) | StageSpec::Cast(s) => s.on_error.as_ref(),
+            StageSpec::Source(_) | StageSpec::Sink(_) | StageSpec::Branch(_) | StageSpec::Merge(_) => None,
+        }
+    }
 }
 
 /// A whole spec, with every value checked.
@@ -404,8 +515,18 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Spec, SpecError> {
     }
     let pipeline: PipelineSection = match table.remove("pipeline") {
         Some(v) => typed("pipeline", v)?,
-        None => PipelineSection { name: None, engine: None, threads: None, memory_budget: None },
+        None => PipelineSection {
+            name: None,
+            engine: None,
+            threads: None,
+            memory_budget: None,
+            dead_letter: None,
+        },
     };
+    let mut pipeline = pipeline;
+    if let Some(d) = &mut pipeline.dead_letter {
+        d.checked_format = Some(check_format("pipeline.dead_letter", d.format.as_deref(), &d.path)?);
+    }
     if pipeline.threads == Some(0) {
         return Err(err("pipeline.threads", "must be at least 1"));
     }
@@ -585,6 +706,12 @@ fn check_stage(path: &str, stage: &mut StageSpec) -> Result<(), SpecError> {
                     return Err(err(format!("{path}.delimiter"), only_csv));
                 }
             }
+            if s.on_bad_row.is_some() && !matches!(format, Format::Csv | Format::Jsonl) {
+                return Err(err(
+                    format!("{path}.on_bad_row"),
+                    format!("only for CSV and JSON lines sources (this one is {format}: bad input there is always an error)"),
+                ));
+            }
             if let Some(d) = &s.delimiter {
                 if d.len() != 1 || !d.is_ascii() {
                     return Err(err(format!("{path}.delimiter"), "must be one ASCII character"));
@@ -712,6 +839,34 @@ path = "assembled.parquet"
 
     fn parse_err(text: &str) -> String {
         parse(text, Path::new(".")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn dead_letter_outputs_and_error_policies_parse_and_bad_ones_name_their_key() {
+        let with = |pipeline: &str, stage: &str| {
+            GOOD.replace("memory_budget = \"512MiB\"", pipeline).replace("spill = true", stage)
+        };
+        let spec = parse(
+            &with(
+                "dead_letter = { path = \"dlq.parquet\" }",
+                "spill = true\non_error = { retries = 2, backoff = \"5ms\", panic = \"quarantine\" }",
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(spec.pipeline.dead_letter.as_ref().unwrap().format(), Format::Parquet);
+        let e = spec.stages[1].on_error().unwrap();
+        assert_eq!((e.retries, e.backoff.map(|d| d.0)), (Some(2), Some(Duration::from_millis(5))));
+        assert!(matches!(e.panic, Some(PanicKind::Quarantine)));
+        let e = parse_err(&with("dead_letter = { path = \"dlq.what\" }", "spill = true"));
+        assert!(e.starts_with("pipeline.dead_letter.format: missing"), "{e}");
+        let e = parse_err(&with("dead_letter = { file = \"dlq.parquet\" }", "spill = true"));
+        assert!(e.starts_with("pipeline.dead_letter"), "{e}");
+        let e = parse_err(&with("memory_budget = \"1MiB\"", "spill = true\non_error = { retry = 2 }"));
+        assert!(e.starts_with("stage[1]") && e.contains("retry"), "{e}");
+        let e =
+            parse_err(&with("memory_budget = \"1MiB\"", "spill = true\non_error = { panic = \"explode\" }"));
+        assert!(e.starts_with("stage[1].on_error.panic"), "{e}");
     }
 
     #[test]
@@ -873,6 +1028,33 @@ path = "assembled.parquet"
         )
         .is_ok());
         assert!(parse(&source("parquet", "x.parquet", "batch_rows = 10"), Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn on_bad_row_parses_for_text_sources_only() {
+        for (value, expected) in [
+            ("fail", OnBadRowKind::Fail),
+            ("skip", OnBadRowKind::Skip),
+            ("dead_letter", OnBadRowKind::DeadLetter),
+        ] {
+            for (format, path) in [("csv", "x.csv"), ("jsonl", "x.jsonl")] {
+                let text = source(format, path, &format!("on_bad_row = \"{value}\""));
+                match &parse(&text, Path::new(".")).unwrap().stages[0] {
+                    StageSpec::Source(s) => assert_eq!(s.on_bad_row, Some(expected), "{format}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        let e = parse_err(&source("csv", "x.csv", "on_bad_row = \"ignore\""));
+        assert!(e.starts_with("stage[0].on_bad_row: unknown variant `ignore`, expected one of"), "{e}");
+        assert!(e.contains("`dead_letter`"), "{e}");
+        let e = parse_err(&source("csv", "x.csv", "on_bad_row = true"));
+        assert!(e.starts_with("stage[0].on_bad_row: invalid type"), "{e}");
+        let e = parse_err(&source("parquet", "x.parquet", "on_bad_row = \"skip\""));
+        assert!(
+            e.starts_with("stage[0].on_bad_row: only for CSV and JSON lines sources (this one is parquet"),
+            "{e}"
+        );
     }
 
     #[test]

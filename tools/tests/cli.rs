@@ -351,3 +351,87 @@ fn a_second_ctrl_c_aborts_and_leaves_no_output() {
         .collect();
     assert!(left.is_empty(), "{left:?}: {err}");
 }
+
+/// The CSV pipeline of the dead-letter test, reading `input`.
+fn csv_spec(input: &str, out: &str, dead_letter: bool) -> String {
+    let (bad_row, dlq) =
+        if dead_letter { ("dead_letter", "dead_letter = { path = \"dlq.jsonl\" }") } else { ("fail", "") };
+    format!(
+        r#"
+[pipeline]
+engine = "steal"
+threads = 2
+{dlq}
+
+[[stage]]
+id = "read"
+kind = "source"
+path = "{input}"
+on_bad_row = "{bad_row}"
+
+[[stage]]
+id = "assemble"
+kind = "accumulate"
+key = "subject_id"
+require = ["id", "name", "riskClass", "limit"]
+
+[[stage]]
+id = "write"
+kind = "sink"
+path = "{out}"
+"#
+    )
+}
+
+#[test]
+fn bad_csv_rows_go_to_the_dead_letter_file_and_the_good_ones_assemble_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "all.csv", "csv");
+    let text = std::fs::read_to_string(d.join("all.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (mut good, mut mixed, mut bad) = (vec![header.to_owned()], vec![header.to_owned()], 0);
+    for (i, line) in lines.enumerate() {
+        good.push(line.to_owned());
+        mixed.push(line.to_owned());
+        // About 1% bad rows: too few fields, or too many.
+        if i % 100 == 7 {
+            mixed.push(if i % 200 == 7 { "garbage".to_owned() } else { format!("{line},extra") });
+            bad += 1;
+        }
+    }
+    std::fs::write(d.join("good.csv"), good.join("\n") + "\n").unwrap();
+    std::fs::write(d.join("mixed.csv"), mixed.join("\n") + "\n").unwrap();
+
+    std::fs::write(d.join("strict.toml"), csv_spec("mixed.csv", "strict.csv", false)).unwrap();
+    let o = garner(&["run", "strict.toml"], d);
+    assert!(!o.status.success(), "on_bad_row = \"fail\" stops at the first bad row");
+    assert!(stderr(&o).contains("line"), "{}", stderr(&o));
+
+    std::fs::write(d.join("good.toml"), csv_spec("good.csv", "expected.csv", false)).unwrap();
+    let o = garner(&["run", "good.toml"], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(d.join("dlq.toml"), csv_spec("mixed.csv", "got.csv", true)).unwrap();
+    let o = garner(&["run", "dlq.toml"], d);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("{bad} dead-lettered rows written")), "{err}");
+
+    let sorted = |f: &str| {
+        let mut l: Vec<String> =
+            std::fs::read_to_string(d.join(f)).unwrap().lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted("got.csv"), sorted("expected.csv"), "the good rows assemble exactly");
+    let dlq = std::fs::read_to_string(d.join("dlq.jsonl")).unwrap();
+    let rows: Vec<&str> = dlq.lines().collect();
+    assert_eq!(rows.len(), bad);
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("\"_error\"") && r.contains("line") && r.contains("\"_stage\":\"read\"")),
+        "{dlq}"
+    );
+    assert!(rows.iter().any(|r| r.contains("garbage")), "the raw line is kept: {dlq}");
+}

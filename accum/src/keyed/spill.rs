@@ -20,7 +20,7 @@
 //!   deadline stay. The next fragment of the key, or its closing (deadline,
 //!   eviction, end of input), brings it back first.
 
-use garner_pools::{SpillConfig, SpillError, SpillHandle, SpillStats, SpillStore};
+use garner_pools::{SegmentPool, SpillConfig, SpillError, SpillHandle, SpillStats, SpillStore};
 
 use super::spill_parts::Parts;
 use crate::error::{Error, Result};
@@ -34,12 +34,15 @@ pub struct SpillOptions {
     pub low_water: f64,
     /// The store's tiers.
     pub store: SpillConfig,
+    /// Where the store's in-memory records rent their buffers (a private
+    /// pool when `None`).
+    pub buffers: Option<SegmentPool>,
 }
 
 impl SpillOptions {
     /// Spill above `limit_bytes`, down to 75% of it, into a default store.
     pub fn limit(limit_bytes: u64) -> Self {
-        SpillOptions { limit_bytes, low_water: 0.75, store: SpillConfig::default() }
+        SpillOptions { limit_bytes, low_water: 0.75, store: SpillConfig::default(), buffers: None }
     }
 }
 
@@ -77,7 +80,11 @@ impl Spill {
                 reason: "must be between 0 and 1".into(),
             });
         }
-        let store = SpillStore::new(options.store.clone()).map_err(spill_error)?;
+        let store = match &options.buffers {
+            Some(pool) => SpillStore::with_pool(options.store.clone(), pool.clone()),
+            None => SpillStore::new(options.store.clone()),
+        }
+        .map_err(spill_error)?;
         Ok(Spill {
             options,
             store,

@@ -13,13 +13,18 @@ use arrow_schema::{ArrowError, SchemaRef};
 
 use crate::{Error, Result};
 
+mod bad_rows;
 mod csv;
+mod csv_lenient;
 mod ipc;
 mod ipc_stream;
 mod jsonl;
 mod parquet;
 mod reader;
 
+pub use self::bad_rows::{
+    dead_letter_schema, BadRowStats, OnBadRow, UnknownOnBadRow, ERROR_COLUMN, RAW_COLUMN, STAGE_COLUMN,
+};
 pub use self::csv::{CsvOptions, CsvSource};
 pub use self::ipc::IpcFileSource;
 pub use self::ipc_stream::IpcStreamSource;
@@ -38,14 +43,26 @@ pub struct SourceOptions {
     /// CSV, JSON lines); default [`DEFAULT_BATCH_ROWS`]. Arrow IPC files and
     /// streams return their batches as stored, so this does not apply to them.
     pub batch_rows: usize,
-    /// CSV only: header, delimiter, schema and inference. Its `batch_size`
-    /// is replaced by `batch_rows`.
+    /// CSV only: header, delimiter, schema and inference. Its `batch_size`,
+    /// `on_bad_row` and `stage_id` are replaced by the fields here.
     pub csv: CsvOptions,
+    /// CSV and JSON lines: what a row that cannot be read does (default
+    /// [`OnBadRow::Fail`]). The other formats are binary and self-describing:
+    /// bad input there is always an error.
+    pub on_bad_row: OnBadRow,
+    /// CSV and JSON lines: the stage id for the `_stage` column of
+    /// dead-letter rows (default empty).
+    pub stage_id: String,
 }
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        Self { batch_rows: DEFAULT_BATCH_ROWS, csv: CsvOptions::default() }
+        Self {
+            batch_rows: DEFAULT_BATCH_ROWS,
+            csv: CsvOptions::default(),
+            on_bad_row: OnBadRow::Fail,
+            stage_id: String::new(),
+        }
     }
 }
 
@@ -65,6 +82,24 @@ pub trait BatchSource: Send {
 
     /// A short description for errors and reports, e.g. `ipc file data.arrow`.
     fn describe(&self) -> String;
+
+    /// The rows set aside as dead letters since the last call, as one batch
+    /// of [`dead_letter_schema`] (`_raw`: the row's original text,
+    /// `_error`: what was wrong, naming the file and line, `_stage`: the
+    /// source's stage id); `None` if there are none.
+    ///
+    /// Only sources opened with [`OnBadRow::DeadLetter`] set rows aside. A
+    /// caller routing dead letters takes them after each
+    /// [`next_batch`](Self::next_batch) (and once after the end): they are
+    /// held until taken. The default has none.
+    fn take_dead_letters(&mut self) -> Option<RecordBatch> {
+        None
+    }
+
+    /// How many bad rows were skipped or dead-lettered so far.
+    fn bad_rows(&self) -> BadRowStats {
+        BadRowStats::default()
+    }
 }
 
 impl<S: BatchSource + ?Sized> BatchSource for Box<S> {
@@ -79,6 +114,12 @@ impl<S: BatchSource + ?Sized> BatchSource for Box<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn take_dead_letters(&mut self) -> Option<RecordBatch> {
+        (**self).take_dead_letters()
+    }
+    fn bad_rows(&self) -> BadRowStats {
+        (**self).bad_rows()
     }
 }
 

@@ -27,7 +27,7 @@ pub use dataflow::DataflowEngine;
 pub use hybrid::HybridEngine;
 pub use rayon_engine::RayonEngine;
 pub use report::{RunReport, StageReport};
-pub use runtime::{RunHandle, StageSnapshot};
+pub use runtime::{RunHandle, RunMonitor, StageSnapshot};
 pub use steal::StealEngine;
 pub use sync::SyncEngine;
 
@@ -66,6 +66,9 @@ pub struct RunOptions {
     /// The memory budget shared by the run's stateful stages (accumulators
     /// with spilling on reserve against it and spill when it is exhausted).
     pub memory_budget: Option<garner_pools::MemoryBudget>,
+    /// Count receivers' state and spills as queued units when giving a
+    /// producer room ([`EffectiveQueue`](crate::flow::EffectiveQueue)); off by default.
+    pub effective_queue: Option<crate::flow::EffectiveQueue>,
 }
 
 impl Default for RunOptions {
@@ -76,6 +79,7 @@ impl Default for RunOptions {
             tick: Duration::from_millis(100),
             mailbox_capacity: 8,
             memory_budget: None,
+            effective_queue: None,
         }
     }
 }
@@ -99,7 +103,14 @@ impl RunOptions {
         self
     }
 
-    /// Bounds the memory of the run's stateful stages to `limit`.
+    /// Gives producers room by the receivers' effective queue (see
+    /// [`EffectiveQueue`](crate::flow::EffectiveQueue)).
+    pub fn with_effective_queue(mut self, queue: crate::flow::EffectiveQueue) -> Self {
+        self.effective_queue = Some(queue);
+        self
+    }
+
+    /// A memory budget of `limit` for the run's stateful stages.
     pub fn with_memory_budget(mut self, limit: garner_pools::ByteSize) -> Self {
         self.memory_budget = Some(garner_pools::MemoryBudget::new(limit));
         self

@@ -93,6 +93,8 @@ pub(crate) struct InGroup {
 pub(crate) struct LinkSpec {
     pub(crate) from: ActorId,
     pub(crate) to: ActorId,
+    /// The target stage's mailbox, when it sets one.
+    pub(crate) mailbox: Option<crate::resilience::MailboxPolicy>,
 }
 
 /// What an actor runs.
@@ -126,6 +128,7 @@ pub(crate) struct NodeInfo {
     pub(crate) instances: usize,
     pub(crate) input_schema: Option<arrow_schema::SchemaRef>,
     pub(crate) hint: crate::ParallelismHint,
+    pub(crate) mailbox: Option<crate::resilience::MailboxPolicy>,
 }
 
 /// The expanded graph.
@@ -205,6 +208,7 @@ impl Plan {
                 instances: instances_of(nd.kind, nd.parallelism, opts.threads),
                 input_schema: nd.input_schema.clone(),
                 hint: nd.hint,
+                mailbox: nd.mailbox,
             });
             bodies.push(Some(nd.body));
         }
@@ -348,7 +352,7 @@ impl Plan {
                     let b = actor_of[cb][t];
                     out_links.push(links.len());
                     group_links[t].push(links.len());
-                    links.push(LinkSpec { from: a, to: b });
+                    links.push(LinkSpec { from: a, to: b, mailbox: infos[e.to].mailbox });
                 }
                 let stride = if striped[ca] { (i as u64, pa as u64) } else { (0, 1) };
                 actors[a].outputs[e.from_port].push(OutEdge {

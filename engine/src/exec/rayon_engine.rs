@@ -11,6 +11,7 @@ use super::exchange::HashPartitioner;
 use super::runtime::RunControl;
 use super::{Engine, RunHandle, RunOptions, RunReport, StageReport, StageSnapshot};
 use crate::graph::NodeBody;
+use crate::telemetry::{BatchLatency, LiveGauges, MetricsSnapshot};
 use crate::{Emitter, Error, Partitioning, PipelineGraph, Progress, Result, Stage, StageContext, StageKind};
 
 /// Runs the graph one stage at a time on a rayon pool, in topological order:
@@ -44,16 +45,41 @@ impl RayonEngine {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RayonControl {
     abort: AtomicBool,
-    done: Mutex<Vec<(String, StageSnapshot)>>,
+    pipeline: String,
+    started: Instant,
+    /// Per stage, its report once it ran (before: zeros); whether the run ended.
+    live: Mutex<(Vec<StageReport>, bool)>,
+}
+
+impl RayonControl {
+    fn new(pipeline: &str) -> Self {
+        Self {
+            abort: AtomicBool::new(false),
+            pipeline: pipeline.to_owned(),
+            started: Instant::now(),
+            live: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<StageReport>, bool)> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl RunControl for RayonControl {
     fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
-        let done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        done.iter().find(|(id, _)| id == stage_id).map(|(_, s)| s.clone())
+        self.lock().0.iter().find(|r| r.id == stage_id).map(StageSnapshot::from_report)
+    }
+    /// Stage at a time: a stage's figures appear when it is done; there are
+    /// no links, so queue gauges are 0.
+    fn metrics(&self) -> MetricsSnapshot {
+        let live = self.lock();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let gauges = live.0.iter().map(|_| (!live.1).then(LiveGauges::default));
+        MetricsSnapshot::build(&self.pipeline, "rayon", elapsed, live.1, live.0.iter().zip(gauges))
     }
     /// A stage-at-a-time run cannot drain early: stop lets it finish.
     fn stop(&self) {}
@@ -68,11 +94,12 @@ impl Engine for RayonEngine {
     }
 
     fn run(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunReport> {
-        run_rayon(graph, &opts, self.threads, &RayonControl::default())
+        let control = RayonControl::new(graph.name());
+        run_rayon(graph, &opts, self.threads, &control)
     }
 
     fn spawn(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunHandle> {
-        let control = Arc::new(RayonControl::default());
+        let control = Arc::new(RayonControl::new(graph.name()));
         let c = control.clone();
         let threads = self.threads;
         let driver = std::thread::Builder::new()
@@ -98,6 +125,7 @@ fn run_rayon(
     let pipeline = graph.name.clone();
     let mut sinks_to_abort = Vec::new();
     let result = pool.install(|| execute(graph, opts, threads, control, &mut sinks_to_abort));
+    control.lock().1 = true;
     match result {
         Ok(stages) => Ok(RunReport { pipeline, engine: "rayon", elapsed: started.elapsed(), stages }),
         Err(e) => {
@@ -121,6 +149,7 @@ fn execute(
     let PipelineGraph { name, nodes, edges, topo } = graph;
     let start = opts.clock.now();
     let mut reports: Vec<StageReport> = nodes.iter().map(|n| StageReport::new(&n.id, n.kind)).collect();
+    control.lock().0.clone_from(&reports);
     // Outputs per node, per port: units (the batches one input unit gave), in order.
     let mut outputs: Vec<Vec<Vec<Vec<Batch>>>> =
         nodes.iter().map(|n| vec![Vec::new(); n.output_ports.len()]).collect();
@@ -210,7 +239,14 @@ fn execute(
                         return Err(Error::Internal("source body missing".into()));
                     };
                     let mut seq = 0;
-                    while let Some(data) = source.next_batch().map_err(|e| Error::from(e).in_stage(id))? {
+                    loop {
+                        let t = Instant::now();
+                        let next = source.next_batch().map_err(|e| {
+                            reports[i].errors += 1;
+                            Error::from(e).in_stage(id)
+                        })?;
+                        let Some(data) = next else { break };
+                        reports[i].latency.record(t.elapsed());
                         if let Some(p) = &opts.progress {
                             Progress::add(&p.rows_in, data.num_rows() as u64);
                         }
@@ -224,7 +260,12 @@ fn execute(
                 StageKind::Sink => {
                     let sink = sinks[i].as_mut().ok_or_else(|| Error::Internal("sink missing".into()))?;
                     for b in input_units.iter().flatten() {
-                        sink.write(&b.data).map_err(|e| Error::from(e).in_stage(id))?;
+                        let t = Instant::now();
+                        sink.write(&b.data).map_err(|e| {
+                            reports[i].errors += 1;
+                            Error::from(e).in_stage(id)
+                        })?;
+                        reports[i].latency.record(t.elapsed());
                         if let Some(p) = &opts.progress {
                             Progress::add(&p.rows_out, b.num_rows() as u64);
                         }
@@ -282,7 +323,7 @@ fn execute(
                         _ => vec![std::mem::take(&mut input_units).into_iter().flatten().collect()],
                     };
                     let n = parts.len();
-                    type Shard = (Vec<Batch>, Option<garner_accum::AccumStats>, u64);
+                    type Shard = (Vec<Batch>, Option<garner_accum::AccumStats>, u64, BatchLatency);
                     let results: Vec<Shard> = parts
                         .into_par_iter()
                         .enumerate()
@@ -291,19 +332,31 @@ fn execute(
                             stage.open(&ctx(p, n))?;
                             let mut out = Emitter::new(start);
                             let mut emitted = Vec::new();
+                            let mut latency = BatchLatency::default();
                             for b in batches {
+                                let t = Instant::now();
                                 stage.process(b, &mut out)?;
+                                latency.record(t.elapsed());
                                 emitted.extend(out.drain().map(|(_, b)| b));
                             }
-                            stage.finish(&mut out)?;
-                            emitted.extend(out.drain().map(|(_, b)| b));
-                            Ok((emitted, stage.accum_stats(), stage.dropped_rows()))
+                            loop {
+                                stage.finish(&mut out)?;
+                                emitted.extend(out.drain().map(|(_, b)| b));
+                                if !stage.finish_pending() {
+                                    break;
+                                }
+                            }
+                            Ok((emitted, stage.accum_stats(), stage.dropped_rows(), latency))
                         })
                         .collect::<Result<_>>()
-                        .map_err(|e: Error| e.in_stage(id))?;
+                        .map_err(|e: Error| {
+                            reports[i].errors += 1;
+                            e.in_stage(id)
+                        })?;
                     let mut stats: Option<garner_accum::AccumStats> = None;
-                    for (batches, s, dropped) in results {
+                    for (batches, s, dropped, latency) in results {
                         reports[i].rows_dropped += dropped;
+                        reports[i].latency.merge(&latency);
                         outputs[i][0].extend(batches.into_iter().map(|b| vec![b]));
                         if let Some(s) = s {
                             stats.get_or_insert_with(Default::default).merge(&s);
@@ -317,32 +370,39 @@ fn execute(
                         return Err(Error::Internal("stage body missing".into()));
                     };
                     let ports = outputs[i].len();
-                    let per_unit: Vec<(Vec<Vec<Batch>>, u64)> = std::mem::take(&mut input_units)
-                        .into_par_iter()
-                        .map_init(
-                            || -> Result<Box<dyn Stage>> {
-                                let mut s = factory.create(0);
-                                s.open(&ctx(0, 1))?;
-                                Ok(s)
-                            },
-                            |stage, unit| {
-                                let stage = stage.as_mut().map_err(|e| Error::Internal(e.to_string()))?;
-                                let mut out = Emitter::new(start);
-                                let mut by_port: Vec<Vec<Batch>> = vec![Vec::new(); ports];
-                                let dropped_before = stage.dropped_rows();
-                                for b in unit {
-                                    stage.process(b, &mut out)?;
-                                    for (p, b) in out.drain() {
-                                        if p < ports {
-                                            by_port[p].push(b);
+                    let per_unit: Vec<(Vec<Vec<Batch>>, u64, BatchLatency)> =
+                        std::mem::take(&mut input_units)
+                            .into_par_iter()
+                            .map_init(
+                                || -> Result<Box<dyn Stage>> {
+                                    let mut s = factory.create(0);
+                                    s.open(&ctx(0, 1))?;
+                                    Ok(s)
+                                },
+                                |stage, unit| {
+                                    let stage = stage.as_mut().map_err(|e| Error::Internal(e.to_string()))?;
+                                    let mut out = Emitter::new(start);
+                                    let mut by_port: Vec<Vec<Batch>> = vec![Vec::new(); ports];
+                                    let dropped_before = stage.dropped_rows();
+                                    let mut latency = BatchLatency::default();
+                                    for b in unit {
+                                        let t = Instant::now();
+                                        stage.process(b, &mut out)?;
+                                        latency.record(t.elapsed());
+                                        for (p, b) in out.drain() {
+                                            if p < ports {
+                                                by_port[p].push(b);
+                                            }
                                         }
                                     }
-                                }
-                                Ok((by_port, stage.dropped_rows() - dropped_before))
-                            },
-                        )
-                        .collect::<Result<_>>()
-                        .map_err(|e: Error| e.in_stage(id))?;
+                                    Ok((by_port, stage.dropped_rows() - dropped_before, latency))
+                                },
+                            )
+                            .collect::<Result<_>>()
+                            .map_err(|e: Error| {
+                                reports[i].errors += 1;
+                                e.in_stage(id)
+                            })?;
                     // Stateless stages hold nothing, but `finish` is part of the contract.
                     let mut last = factory.create(0);
                     last.open(&ctx(0, 1)).map_err(|e| e.in_stage(id))?;
@@ -355,8 +415,11 @@ fn execute(
                         }
                     }
                     reports[i].rows_dropped =
-                        per_unit.iter().map(|(_, d)| d).sum::<u64>() + last.dropped_rows();
-                    let per_unit = per_unit.into_iter().map(|(by_port, _)| by_port);
+                        per_unit.iter().map(|(_, d, _)| d).sum::<u64>() + last.dropped_rows();
+                    for (_, _, latency) in &per_unit {
+                        reports[i].latency.merge(latency);
+                    }
+                    let per_unit = per_unit.into_iter().map(|(by_port, _, _)| by_port);
                     for by_port in per_unit.chain(std::iter::once(finished)) {
                         for (p, unit) in by_port.into_iter().enumerate() {
                             outputs[i][p].push(unit);
@@ -369,17 +432,7 @@ fn execute(
             r.busy = t.elapsed();
             r.rows_out = outputs[i].iter().flatten().flatten().map(|b| b.num_rows() as u64).sum();
             r.batches_out = outputs[i].iter().flatten().map(|u| u.len() as u64).sum();
-            let snap = StageSnapshot {
-                kind: Some(r.kind),
-                instances: r.instances,
-                rows_in: r.rows_in,
-                rows_out: r.rows_out,
-                batches_in: r.batches_in,
-                batches_out: r.batches_out,
-                rows_dropped: r.rows_dropped,
-                ..Default::default()
-            };
-            control.done.lock().unwrap_or_else(|p| p.into_inner()).push((id.clone(), snap));
+            control.lock().0[i].clone_from(r);
         }
         Ok(())
     })();

@@ -5,6 +5,7 @@ use std::time::Duration;
 use garner_accum::AccumStats;
 use garner_columnar::SinkSummary;
 
+use crate::telemetry::BatchLatency;
 use crate::StageKind;
 
 /// Figures of one stage over a run (summed over its instances).
@@ -34,6 +35,20 @@ pub struct StageReport {
     /// [`Stage::dropped_rows`](crate::Stage::dropped_rows)), e.g. a branch's
     /// rows that matched no route and had no `otherwise` output.
     pub rows_dropped: u64,
+    /// Rows its full input mailbox dropped before it saw them (a
+    /// `DropNewest` / `DropOldest` mailbox policy): they are not in
+    /// `rows_in`, and the producer's `rows_out` counts them.
+    pub mailbox_dropped: u64,
+    /// Batches whose processing failed (an error ends the run, so this is
+    /// seen in live metrics; a failed run returns its error, not a report).
+    pub errors: u64,
+    /// Time per batch in the stage's own code (see
+    /// [`StageMetrics::stage_latency_bucket`](crate::telemetry::StageMetrics::stage_latency_bucket)
+    /// for which batches each engine times).
+    pub latency: BatchLatency,
+    /// Times a step of the stage found an output link full and parked (the
+    /// actor engines' bounded links; 0 in the sync and rayon engines).
+    pub backpressure_events: u64,
 }
 
 impl StageReport {
@@ -50,6 +65,10 @@ impl StageReport {
             accum: None,
             sink: None,
             rows_dropped: 0,
+            mailbox_dropped: 0,
+            errors: 0,
+            latency: BatchLatency::default(),
+            backpressure_events: 0,
         }
     }
 }

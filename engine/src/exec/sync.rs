@@ -28,6 +28,7 @@ use garner_columnar::{Batch, BatchSink, BatchSource};
 use super::runtime::RunControl;
 use super::{Engine, RunHandle, RunOptions, RunReport, StageReport, StageSnapshot};
 use crate::graph::NodeBody;
+use crate::telemetry::{LiveGauges, MetricsSnapshot};
 use crate::{Emitter, Error, Millis, PipelineGraph, Progress, Result, Stage, StageContext};
 
 /// One thread, deterministic: the reference every other engine is tested
@@ -63,17 +64,48 @@ struct Run {
 }
 
 /// Stop and abort requests, and live figures, for a sync run in the background.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SyncControl {
     stop: AtomicBool,
     abort: AtomicBool,
-    live: Mutex<Vec<(String, StageSnapshot)>>,
+    pipeline: String,
+    started: Instant,
+    live: Mutex<Live>,
+}
+
+/// The figures of the last round: per stage, its report so far (with the
+/// accumulator statistics of now) and its gauges.
+#[derive(Debug, Default)]
+struct Live {
+    reports: Vec<StageReport>,
+    gauges: Vec<LiveGauges>,
+    finished: bool,
 }
 
 impl RunControl for SyncControl {
     fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.iter().find(|(id, _)| id == stage_id).map(|(_, s)| s.clone())
+        let i = live.reports.iter().position(|r| r.id == stage_id)?;
+        let g = live.gauges.get(i).copied().unwrap_or_default();
+        Some(StageSnapshot {
+            queue_depth: g.queue_in,
+            resident_keys: g.pressure.resident_keys,
+            spilled_keys: g.pressure.spilled_keys,
+            state_bytes: g.pressure.latent_bytes,
+            ..StageSnapshot::from_report(&live.reports[i])
+        })
+    }
+    fn metrics(&self) -> MetricsSnapshot {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let gauges = live.gauges.iter().map(|&g| (!live.finished).then_some(g));
+        MetricsSnapshot::build(
+            &self.pipeline,
+            "sync",
+            elapsed,
+            live.finished,
+            live.reports.iter().zip(gauges),
+        )
     }
     fn stop(&self) {
         self.stop.store(true, Relaxed);
@@ -84,36 +116,66 @@ impl RunControl for SyncControl {
 }
 
 impl SyncControl {
-    fn publish(&self, reports: &[StageReport], queues: &[VecDeque<Batch>]) {
+    fn new(pipeline: &str) -> Self {
+        Self {
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            pipeline: pipeline.to_owned(),
+            started: Instant::now(),
+            live: Mutex::default(),
+        }
+    }
+
+    /// Publishes the figures of a round (once per source batch: per-batch
+    /// work, not per row). Reports are copied with `clone_from`, which
+    /// reuses the previous copy's allocations.
+    fn publish(&self, run: &Run) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        *live = reports
-            .iter()
-            .zip(queues)
-            .map(|(r, q)| {
-                let snap = StageSnapshot {
-                    kind: Some(r.kind),
-                    instances: 1,
-                    rows_in: r.rows_in,
-                    rows_out: r.rows_out,
-                    batches_in: r.batches_in,
-                    batches_out: r.batches_out,
-                    rows_dropped: r.rows_dropped,
-                    queue_depth: q.len() as u64,
-                    ..Default::default()
-                };
-                (r.id.clone(), snap)
-            })
-            .collect();
+        let Live { reports, gauges, .. } = &mut *live;
+        reports.clone_from(&run.reports);
+        gauges.clear();
+        for ((r, q), instance) in reports.iter_mut().zip(&run.queues).zip(&run.instances) {
+            let mut g = LiveGauges { queue_in: q.len() as u64, ..Default::default() };
+            if let Instance::Stage(stage) = instance {
+                g.pressure = stage.pressure();
+                r.accum = stage.accum_stats();
+                r.rows_dropped = stage.dropped_rows();
+            }
+            gauges.push(g);
+        }
+    }
+
+    /// The run ended: its final figures (after an error, the last published).
+    fn finish(&self, reports: Option<&[StageReport]>) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = reports {
+            live.reports = r.to_vec();
+        }
+        live.finished = true;
     }
 }
 
 fn run_sync(graph: PipelineGraph, opts: &RunOptions, control: Option<&SyncControl>) -> Result<RunReport> {
     let started = Instant::now();
     let pipeline = graph.name.clone();
-    let mut run = Run::new(graph, opts)?;
+    let mut run = match Run::new(graph, opts) {
+        Ok(run) => run,
+        Err(e) => {
+            if let Some(c) = control {
+                c.finish(None);
+            }
+            return Err(e);
+        }
+    };
     if let Err(e) = run.execute(opts, control) {
         run.abort_sinks();
+        if let Some(c) = control {
+            c.finish(None);
+        }
         return Err(e);
+    }
+    if let Some(c) = control {
+        c.finish(Some(&run.reports));
     }
     Ok(RunReport { pipeline, engine: "sync", elapsed: started.elapsed(), stages: run.reports })
 }
@@ -130,7 +192,7 @@ impl Engine for SyncEngine {
 
     /// Runs on one background thread.
     fn spawn(&self, graph: PipelineGraph, opts: RunOptions) -> Result<RunHandle> {
-        let control = Arc::new(SyncControl::default());
+        let control = Arc::new(SyncControl::new(graph.name()));
         let c = control.clone();
         let driver = std::thread::Builder::new()
             .name("garner-sync".into())
@@ -220,6 +282,7 @@ impl Run {
     fn execute(&mut self, opts: &RunOptions, control: Option<&SyncControl>) -> Result<()> {
         let tick = opts.tick.as_millis().max(1) as Millis;
         let mut last_tick = opts.clock.now();
+        let monitor = opts.memory_budget.clone().and_then(garner_pools::RssMonitor::starting_now);
         loop {
             if let Some(c) = control {
                 if c.abort.load(Relaxed) {
@@ -228,7 +291,7 @@ impl Run {
                 if c.stop.load(Relaxed) {
                     break;
                 }
-                c.publish(&self.reports, &self.queues);
+                c.publish(self);
             }
             let mut active = false;
             for k in 0..self.topo.len() {
@@ -238,8 +301,15 @@ impl Run {
                     continue;
                 }
                 let t = Instant::now();
-                let next = source.next_batch().map_err(|e| Error::from(e).in_stage(&self.ids[i]))?;
-                self.reports[i].busy += t.elapsed();
+                let next = source.next_batch().map_err(|e| {
+                    self.reports[i].errors += 1;
+                    Error::from(e).in_stage(&self.ids[i])
+                })?;
+                let took = t.elapsed();
+                self.reports[i].busy += took;
+                if next.is_some() {
+                    self.reports[i].latency.record(took);
+                }
                 match next {
                     Some(data) => {
                         active = true;
@@ -261,6 +331,10 @@ impl Run {
             self.drain(opts, None)?;
             if now - last_tick >= tick {
                 last_tick = now;
+                if let Some(m) = &monitor {
+                    // Growth the reservations do not see makes them spill sooner.
+                    m.sample();
+                }
                 self.tick(now, opts)?;
             }
             if let Some(p) = &opts.progress {
@@ -289,7 +363,12 @@ impl Run {
     /// One walk in topological order, processing every queued batch; with
     /// `finish_at`, each stage is finished once its queue is empty.
     fn drain(&mut self, opts: &RunOptions, finish_at: Option<Millis>) -> Result<()> {
-        for k in 0..self.topo.len() {
+        self.drain_from(0, opts, finish_at)
+    }
+
+    /// [`drain`](Self::drain) from the `from`-th stage in topological order.
+    fn drain_from(&mut self, from: usize, opts: &RunOptions, finish_at: Option<Millis>) -> Result<()> {
+        for k in from..self.topo.len() {
             let i = self.topo[k];
             while let Some(batch) = self.queues[i].pop_front() {
                 let rows = batch.num_rows() as u64;
@@ -299,10 +378,16 @@ impl Run {
                 let t = Instant::now();
                 match &mut self.instances[i] {
                     Instance::Stage(stage) => {
-                        stage.process(batch, &mut self.emitter).map_err(|e| e.in_stage(&self.ids[i]))?;
+                        stage.process(batch, &mut self.emitter).map_err(|e| {
+                            self.reports[i].errors += 1;
+                            e.in_stage(&self.ids[i])
+                        })?;
                     }
                     Instance::Sink(sink) => {
-                        sink.write(&batch.data).map_err(|e| Error::from(e).in_stage(&self.ids[i]))?;
+                        sink.write(&batch.data).map_err(|e| {
+                            self.reports[i].errors += 1;
+                            Error::from(e).in_stage(&self.ids[i])
+                        })?;
                         if let Some(p) = &opts.progress {
                             Progress::add(&p.rows_out, rows);
                         }
@@ -311,15 +396,23 @@ impl Run {
                         return Err(Error::Internal("a source received a batch".into()))
                     }
                 }
-                self.reports[i].busy += t.elapsed();
+                let took = t.elapsed();
+                self.reports[i].busy += took;
+                self.reports[i].latency.record(took);
                 self.route_emitted(i);
             }
             if finish_at.is_some() {
-                if let Instance::Stage(stage) = &mut self.instances[i] {
+                while let Instance::Stage(stage) = &mut self.instances[i] {
                     let t = Instant::now();
                     stage.finish(&mut self.emitter).map_err(|e| e.in_stage(&self.ids[i]))?;
+                    let more = stage.finish_pending();
                     self.reports[i].busy += t.elapsed();
                     self.route_emitted(i);
+                    if !more {
+                        break;
+                    }
+                    // Pass this step's rows downstream before the next step.
+                    self.drain_from(k + 1, opts, None)?;
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Flow control: pure, deterministic building blocks that decide how fast and
 //! in what batch sizes rows may move between stages (DESIGN §7, seed §6).
 //!
-//! Nothing here reads a clock or spawns a thread. Time is passed in as
+//! Nothing here spawns a thread, and nothing but
+//! [`CreditGate::acquire_timeout`] reads a clock. Time is passed in as
 //! [`Millis`](crate::Millis), so an engine feeds the components from its
 //! [`Clock`](crate::Clock) and a test drives them from a
 //! [`ManualClock`](crate::ManualClock) or plain integers.
@@ -21,7 +22,15 @@
 //!      (floored at `min`);
 //!   4. otherwise it stays.
 //!
-//! Both constructors validate their parameters and return [`FlowError`].
+//! - [`CreditGate`] — a credit-based link (seed §6.1 "Credit-Based"): the
+//!   receiver grants credits, the sender spends one per unit and announces
+//!   its backlog so the receiver can grant ahead. Unlike the other two it is
+//!   a thread-safe component (a mutex and two condition variables) shared by
+//!   the two ends of a link; its protocol is in its module docs and checked
+//!   over every interleaving of small programs in the tests.
+//!
+//! Both constructors of the pure components validate their parameters and
+//! return [`FlowError`].
 //!
 //! ```
 //! use garner_engine::flow::{AdaptiveBatch, AdaptiveConfig, TokenBucket};
@@ -37,9 +46,17 @@
 //! ```
 
 mod adaptive;
+mod credit;
+#[cfg(test)]
+mod credit_model;
+mod effective;
+mod rate_limit;
 mod token_bucket;
 
 pub use adaptive::{AdaptiveBatch, AdaptiveConfig};
+pub use credit::{Acquire, CreditGate, CreditStats, GateClosed};
+pub use effective::EffectiveQueue;
+pub use rate_limit::{Pacer, RateLimited};
 pub use token_bucket::TokenBucket;
 
 /// Invalid flow-control parameters.

@@ -13,7 +13,7 @@ use garner_accum::{
 use garner_columnar::Batch;
 use garner_pools::{MemoryBudget, Reservation};
 
-use crate::{Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
+use crate::{DeadLetterQueue, Emitter, Error, Millis, Pressure, Result, Stage, StageContext};
 
 /// Rows per batch flushed at the end of input.
 const FINISH_ROWS: usize = 65_536;
@@ -26,14 +26,20 @@ const FINISH_ROWS: usize = 65_536;
 ///
 /// Rows the accumulator's policies send to the dead-letter output (late
 /// fragments, fragments after completion, TTL-expired partials with
-/// `partial_flush` off) are counted in the stage's `rows_dropped` and
-/// logged; they are not routed further yet.
+/// `partial_flush` off) go to the run's [`DeadLetterQueue`] when the stage
+/// has one ([`dead_letters`](Self::dead_letters)), and are counted in the
+/// stage's `rows_dropped` either way (logged when there is no queue).
 ///
 /// With a run memory budget ([`RunOptions::with_memory_budget`](crate::RunOptions::with_memory_budget))
 /// and an accumulator that may spill ([`AccumulatorSpec::spills`]), each
 /// instance keeps a reservation the size of its state; when the budget
-/// refuses to grow it, the instance spills generations down to three
-/// quarters of its fair share (the limit over the live reservations).
+/// refuses to grow it, the instance spills (whole hash partitions of its
+/// keys, see `garner_accum`'s spill docs) down to three quarters of its fair
+/// share (the limit over the live reservations). The engines also watch the
+/// process's resident set ([`garner_pools::RssMonitor`]): growth no
+/// reservation accounts for squeezes the limit, so instances spill sooner.
+/// At the end of input a spilled instance finishes a partition per step
+/// ([`Stage::finish_pending`]), each step's rows passed on before the next.
 #[derive(Debug)]
 pub struct AccumulateStage {
     spec: Arc<dyn AccumulatorSpec>,
@@ -43,19 +49,36 @@ pub struct AccumulateStage {
     /// Bytes held right after the last spill: what could not go. Spilling
     /// again before the state has grown a quarter past it would thrash.
     spill_floor: u64,
+    /// `finish` has more steps (spilled partitions not yet emitted).
+    finishing: bool,
+    dead_letters: Option<DeadLetterQueue>,
+    stage_id: String,
 }
 
 impl Clone for AccumulateStage {
     /// A clone is a fresh instance with the same configuration and no state.
     fn clone(&self) -> Self {
-        Self { spec: self.spec.clone(), running: None, dead_lettered: 0, memory: None, spill_floor: 0 }
+        Self { dead_letters: self.dead_letters.clone(), ..Self::from_spec(self.spec.clone()) }
     }
 }
 
 impl AccumulateStage {
     /// A stage running the accumulator `spec` describes.
     pub fn new(spec: impl AccumulatorSpec + 'static) -> Self {
-        Self { spec: Arc::new(spec), running: None, dead_lettered: 0, memory: None, spill_floor: 0 }
+        Self::from_spec(Arc::new(spec))
+    }
+
+    fn from_spec(spec: Arc<dyn AccumulatorSpec>) -> Self {
+        Self {
+            spec,
+            running: None,
+            dead_lettered: 0,
+            memory: None,
+            spill_floor: 0,
+            finishing: false,
+            dead_letters: None,
+            stage_id: String::new(),
+        }
     }
 
     /// Keeps the state within the run's budget: grows the reservation to
@@ -72,22 +95,22 @@ impl AccumulateStage {
         if held <= self.spill_floor.saturating_add(self.spill_floor / 4) {
             // Most of what is held cannot spill (keys, per-slot vectors):
             // hold what the budget has left until the state grows further.
-            let room = budget.limit().saturating_sub(budget.stats().reserved_bytes);
+            let room = budget.effective_limit().saturating_sub(budget.stats().reserved_bytes);
             let _ = reservation.try_grow(room.min(held.saturating_sub(reservation.size())));
             return Ok(());
         }
         let live = budget.stats().live_reservations.max(1);
-        let target = (budget.limit() / live).min(held) / 4 * 3;
+        let target = (budget.effective_limit() / live).min(held) / 4 * 3;
         let emitted = running.spill_to(target)?;
         let held = running.bytes_held();
         self.spill_floor = held;
         if reservation.try_resize(held).is_err() {
             // Still over (what cannot spill: keys, per-slot vectors): hold
             // what the budget has left, and try again after the next batch.
-            let room = budget.limit().saturating_sub(budget.stats().reserved_bytes);
+            let room = budget.effective_limit().saturating_sub(budget.stats().reserved_bytes);
             let _ = reservation.try_grow(room.min(held.saturating_sub(reservation.size())));
         }
-        self.forward(out, emitted);
+        self.forward(out, emitted)?;
         Ok(())
     }
 
@@ -99,7 +122,7 @@ impl AccumulateStage {
     }
 
     /// Forwards emitted rows and counts what went to the dead-letter output.
-    fn forward(&mut self, out: &mut Emitter, emitted: Option<RecordBatch>) {
+    fn forward(&mut self, out: &mut Emitter, emitted: Option<RecordBatch>) -> Result<()> {
         if let Some(data) = emitted {
             out.emit_data(data);
         }
@@ -110,16 +133,31 @@ impl AccumulateStage {
             let dead = running.take_dead_letters();
             if !dead.is_empty() {
                 let rows = dead.rows() as u64;
-                if self.dead_lettered == 0 {
-                    tracing::warn!(
+                match &self.dead_letters {
+                    Some(queue) => {
+                        for batch in dead.fragments.into_iter().chain(dead.partials) {
+                            queue.push(&self.stage_id, batch)?;
+                        }
+                    }
+                    None if self.dead_lettered == 0 => tracing::warn!(
                         accumulator = self.spec.kind(),
                         rows,
-                        "accumulator policies rejected rows (late, after completion or expired); counted as dropped"
-                    );
+                        "accumulator policies rejected rows (late, after completion or expired) and the run has no dead-letter output; counted as dropped"
+                    ),
+                    None => {}
                 }
                 self.dead_lettered += rows;
             }
         }
+        Ok(())
+    }
+
+    /// Sends the rows the accumulator's policies reject (late fragments,
+    /// fragments after completion, TTL-expired partials with `partial_flush`
+    /// off) to `queue`, with `_error` and `_stage`.
+    pub fn dead_letters(mut self, queue: DeadLetterQueue) -> Self {
+        self.dead_letters = Some(queue);
+        self
     }
 }
 
@@ -143,11 +181,16 @@ impl From<WindowAccumulator> for AccumulateStage {
 
 impl Stage for AccumulateStage {
     fn open(&mut self, ctx: &StageContext) -> Result<()> {
+        self.stage_id = ctx.stage_id.clone();
         let mut running = self.spec.build_dyn(&ctx.input_schema)?;
         if let (Some(budget), true) = (&ctx.memory, self.spec.spills()) {
             // The engine decides when to spill (see `account`), not a fixed limit.
             // The lz4-in-memory tier is held in memory too: a slice of the budget.
-            let mut options = SpillOptions { limit_bytes: u64::MAX, ..SpillOptions::limit(0) };
+            let mut options = SpillOptions {
+                limit_bytes: u64::MAX,
+                buffers: Some(budget.buffers().clone()),
+                ..SpillOptions::limit(0)
+            };
             options.store.memory_bytes = budget.limit() / 8 / ctx.partitions.max(1) as u64;
             running.enable_spill(options)?;
             let reservation = budget.reservation(format!("{}[{}]", ctx.stage_id, ctx.partition));
@@ -175,10 +218,10 @@ impl Stage for AccumulateStage {
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
         let now = out.now();
         let emitted = self.running(&batch.data.schema())?.push(&batch.data, now)?;
-        self.forward(out, emitted);
+        self.forward(out, emitted)?;
         if let Some(watermark) = batch.meta.watermark {
             let emitted = self.running(&batch.data.schema())?.observe_watermark(watermark)?;
-            self.forward(out, emitted);
+            self.forward(out, emitted)?;
         }
         self.account(out)
     }
@@ -186,18 +229,23 @@ impl Stage for AccumulateStage {
     fn on_time(&mut self, now: Millis, out: &mut Emitter) -> Result<()> {
         if let Some(a) = self.running.as_mut() {
             let emitted = a.advance(now)?;
-            self.forward(out, emitted);
+            self.forward(out, emitted)?;
         }
         self.account(out)
     }
 
     fn finish(&mut self, out: &mut Emitter) -> Result<()> {
         if let Some(a) = self.running.as_mut() {
-            // In parts, so spilled state comes back a part at a time.
-            a.finish_into(FINISH_ROWS, &mut |batch| out.emit_data(batch))?;
-            self.forward(out, None);
+            // A spilled partition per step, in parts: spilled state comes
+            // back a partition at a time, and leaves before the next.
+            self.finishing = a.finish_step(FINISH_ROWS, &mut |batch| out.emit_data(batch))?;
+            self.forward(out, None)?;
         }
         self.account(out)
+    }
+
+    fn finish_pending(&self) -> bool {
+        self.finishing
     }
 
     fn pressure(&self) -> Pressure {
@@ -206,7 +254,8 @@ impl Stage for AccumulateStage {
                 latent_bytes: a.bytes_held(),
                 resident_keys: a.resident_keys() as u64,
                 spilled_keys: a.spilled_keys(),
-                ..Default::default()
+                // An instance with state out of memory is one spill in progress.
+                active_spills: u32::from(a.spilled_keys() > 0),
             },
             None => Pressure::default(),
         }

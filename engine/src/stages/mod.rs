@@ -3,8 +3,10 @@
 
 mod accumulate;
 mod branch;
+mod dead_letter_source;
 mod merge;
 
 pub use accumulate::AccumulateStage;
 pub use branch::Branch;
+pub use dead_letter_source::DeadLetterSource;
 pub use merge::Merge;

@@ -11,6 +11,7 @@ use super::tier_file::FileTier;
 use super::tier_mapped::MappedTier;
 use super::tier_memory::MemoryTier;
 use super::{SpillConfig, SpillError, SpillHandle, SpillStats, Tier};
+use crate::SegmentPool;
 
 /// Scratch buffers for reads through `&self`.
 #[derive(Default)]
@@ -77,12 +78,20 @@ impl SpillStore {
     /// Fails only with the `encrypt` feature and a key, when the OS random
     /// source (for the nonce base) is unavailable.
     pub fn new(config: SpillConfig) -> Result<SpillStore, SpillError> {
+        let cache = (config.memory_bytes / 4).min(16 << 20);
+        Self::with_pool(config, SegmentPool::new(cache))
+    }
+
+    /// As [`new`](Self::new), with the memory tier's buffers (frames of a
+    /// size class or more) rented from `pool` and returned when their
+    /// records are freed, so a run can share one pool and check it.
+    pub fn with_pool(config: SpillConfig, pool: SegmentPool) -> Result<SpillStore, SpillError> {
         #[cfg(feature = "encrypt")]
         let sealer = config.key.as_ref().map(Sealer::new).transpose()?;
         #[cfg(not(feature = "encrypt"))]
         let sealer: Option<Sealer> = None;
         Ok(SpillStore {
-            memory: MemoryTier::new(config.memory_bytes),
+            memory: MemoryTier::new(config.memory_bytes, pool),
             mapped: MappedTier::new(config.mapped_bytes, config.segment_bytes),
             file: FileTier::new(config.file_bytes, config.segment_bytes),
             run_dir: RunDir::new(config.dir),

@@ -1,11 +1,42 @@
 //! The memory tier: framed records in owned buffers, bounded in stored bytes.
+//! Frames of a pool size class or more live in buffers rented from a
+//! [`SegmentPool`] (returned when the record is freed); smaller ones are
+//! boxed to size, so small records do not pay for a whole class.
+
+use std::ops::{Deref, DerefMut};
 
 use super::{SpillError, SpillHandle, Tier};
+use crate::{PooledBuffer, SegmentPool};
+
+/// A frame's bytes.
+enum Frame {
+    Boxed(Box<[u8]>),
+    Pooled(PooledBuffer),
+}
+
+impl Deref for Frame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Frame::Boxed(b) => b,
+            Frame::Pooled(p) => p,
+        }
+    }
+}
+
+impl DerefMut for Frame {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Frame::Boxed(b) => b,
+            Frame::Pooled(p) => p,
+        }
+    }
+}
 
 struct Slot {
     /// Sequence number of the record that last used the slot.
     seq: u32,
-    frame: Option<Box<[u8]>>,
+    frame: Option<Frame>,
 }
 
 /// A slab of boxed frames with a free list of slots.
@@ -15,11 +46,12 @@ pub(crate) struct MemoryTier {
     records: u64,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
+    pool: SegmentPool,
 }
 
 impl MemoryTier {
-    pub(crate) fn new(bound: u64) -> Self {
-        Self { bound, used: 0, records: 0, slots: Vec::new(), free_slots: Vec::new() }
+    pub(crate) fn new(bound: u64, pool: SegmentPool) -> Self {
+        Self { bound, used: 0, records: 0, slots: Vec::new(), free_slots: Vec::new(), pool }
     }
 
     pub(crate) fn free_bytes(&self) -> u64 {
@@ -48,7 +80,14 @@ impl MemoryTier {
                 slot
             }
         };
-        self.slots[slot as usize] = Slot { seq, frame: Some(frame.into()) };
+        let stored = if frame.len() >= SegmentPool::MIN_CLASS_BYTES {
+            let mut buffer = self.pool.rent(frame.len());
+            buffer.extend_from_slice(frame);
+            Frame::Pooled(buffer)
+        } else {
+            Frame::Boxed(frame.into())
+        };
+        self.slots[slot as usize] = Slot { seq, frame: Some(stored) };
         self.used += len;
         self.records += 1;
         Some(slot)

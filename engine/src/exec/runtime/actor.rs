@@ -13,6 +13,7 @@ use garner_columnar::{Batch, SinkSummary};
 use super::super::plan::{ActorSpec, Body, Distribution, InGroup, OutEdge};
 use super::link::Msg;
 use super::Shared;
+use crate::telemetry::AtomicBatchLatency;
 use crate::{Emitter, Error, Millis, NodeId, Progress, Result};
 
 /// Units an actor processes before it yields its worker to others.
@@ -34,6 +35,13 @@ pub(crate) struct Counters {
     pub(crate) spilled_keys: AtomicU64,
     pub(crate) state_bytes: AtomicU64,
     pub(crate) rows_dropped: AtomicU64,
+    pub(crate) active_spills: AtomicU64,
+    /// Batches whose processing failed.
+    pub(crate) errors: AtomicU64,
+    /// Time per batch (sampled in fused chains, see `through`).
+    pub(crate) latency: AtomicBatchLatency,
+    /// Steps that found an output link full (last chain member only).
+    pub(crate) backpressure: AtomicU64,
 }
 
 /// Adds `v` to a counter that only its actor writes: a plain load and
@@ -81,6 +89,9 @@ pub(crate) struct ActorState {
     seq: u64,
     next_group: usize,
     pub(crate) finished: bool,
+    /// Chain members before this one are finished (a member may finish in
+    /// steps, each sent on before the next).
+    finish_from: usize,
     pub(crate) sink_summary: Option<SinkSummary>,
     pub(crate) accum: Vec<Option<AccumStats>>,
 }
@@ -96,6 +107,17 @@ impl ActorState {
             self.staged.iter().map(|s| s.as_ref().map(Vec::len)).collect::<Vec<_>>(),
             self.sent
         )
+    }
+
+    /// Accumulator statistics of chain member `k` now (final ones once finished).
+    pub(crate) fn accum_stats(&self, k: usize) -> Option<AccumStats> {
+        if self.finished {
+            return self.accum.get(k).cloned().flatten();
+        }
+        match &self.body {
+            Body::Chain(stages) => stages.get(k).and_then(|s| s.accum_stats()),
+            _ => None,
+        }
     }
 
     pub(crate) fn body_mut(&mut self) -> &mut Body {
@@ -120,6 +142,9 @@ pub(crate) struct Actor {
     pub(crate) thread: OnceLock<Thread>,
     /// Units run through the chain (written by the running step only).
     units: AtomicU64,
+    /// Per chain member: the accumulator statistics a metrics snapshot read
+    /// last, used when a step holds the state at the next snapshot.
+    pub(crate) live_accum: Mutex<Vec<Option<AccumStats>>>,
 }
 
 enum Input {
@@ -151,6 +176,7 @@ impl Actor {
             seq: 0,
             next_group: 0,
             finished: false,
+            finish_from: 0,
             sink_summary: None,
             accum: vec![None; chain_len],
             body,
@@ -170,6 +196,7 @@ impl Actor {
             state: Mutex::new(state),
             thread: OnceLock::new(),
             units: AtomicU64::new(0),
+            live_accum: Mutex::new(vec![None; chain_len]),
         }
     }
 
@@ -252,7 +279,11 @@ impl Actor {
                 };
                 for &l in targets {
                     let link = &rt.links[l];
-                    let ok = if wait { link.has_room_or_wait() } else { link.has_room() };
+                    let extra = link.pressure.map_or(0, |q| {
+                        let c = &rt.actors[link.to].counters[0];
+                        q.extra(c.state_bytes.load(Relaxed), c.active_spills.load(Relaxed)) as usize
+                    });
+                    let ok = if wait { link.has_room_or_wait(extra) } else { link.has_room(extra) };
                     if !ok {
                         return false;
                     }
@@ -279,6 +310,7 @@ impl Actor {
                 return Ok(Outcome::Idle);
             }
             if !self.room(&st, rt, true) {
+                bump(&self.counters[self.nodes.len() - 1].backpressure, 1);
                 return Ok(Outcome::Blocked);
             }
             if self.is_source {
@@ -287,12 +319,17 @@ impl Actor {
                 }
                 let t = Instant::now();
                 let next = match &mut st.body {
-                    Body::Source(s) => {
-                        s.next_batch().map_err(|e| Error::from(e).in_stage(self.stage_id(rt, 0)))?
-                    }
+                    Body::Source(s) => s.next_batch().map_err(|e| {
+                        bump(&self.counters[0].errors, 1);
+                        Error::from(e).in_stage(self.stage_id(rt, 0))
+                    })?,
                     _ => return Err(Error::Internal("source actor without a source".into())),
                 };
-                bump(&self.counters[0].busy_ns, t.elapsed().as_nanos() as u64);
+                let took = t.elapsed().as_nanos() as u64;
+                bump(&self.counters[0].busy_ns, took);
+                if next.is_some() {
+                    self.counters[0].latency.record(took);
+                }
                 match next {
                     Some(data) => {
                         let batch = Batch::new(st.seq, data);
@@ -441,8 +478,13 @@ impl Actor {
                 let c = &self.counters[0];
                 for b in &batches {
                     let t = Instant::now();
-                    sink.write(&b.data).map_err(|e| Error::from(e).in_stage(self.stage_id(rt, 0)))?;
-                    bump(&c.busy_ns, t.elapsed().as_nanos() as u64);
+                    sink.write(&b.data).map_err(|e| {
+                        bump(&c.errors, 1);
+                        Error::from(e).in_stage(self.stage_id(rt, 0))
+                    })?;
+                    let took = t.elapsed().as_nanos() as u64;
+                    bump(&c.busy_ns, took);
+                    c.latency.record(took);
                     bump(&c.rows_in, b.num_rows() as u64);
                     bump(&c.batches_in, 1);
                     if let Some(p) = &rt.progress {
@@ -493,7 +535,10 @@ impl Actor {
             for b in current.drain(..) {
                 rows_in += b.num_rows() as u64;
                 if k == from { call(stage.as_mut(), b, emitter) } else { stage.process(b, emitter) }
-                    .map_err(|e| e.in_stage(self.stage_id(rt, k)))?;
+                    .map_err(|e| {
+                        bump(&c.errors, 1);
+                        e.in_stage(self.stage_id(rt, k))
+                    })?;
                 for (port, out) in emitter.drain() {
                     rows_out += out.num_rows() as u64;
                     if k == last {
@@ -506,8 +551,14 @@ impl Actor {
                 }
             }
             if let Some(start) = t {
+                // The sampled unit is also the latency sample (one in
+                // `BUSY_SAMPLE`, counted once).
                 let now = Instant::now();
-                bump(&c.busy_ns, now.duration_since(start).as_nanos() as u64 * BUSY_SAMPLE);
+                let took = now.duration_since(start).as_nanos() as u64;
+                bump(&c.busy_ns, took * BUSY_SAMPLE);
+                if batches_in > 0 {
+                    c.latency.record(took);
+                }
                 t = Some(now);
             }
             let batches_out = if k == last {
@@ -534,6 +585,7 @@ impl Actor {
         c.resident_keys.store(p.resident_keys, Relaxed);
         c.spilled_keys.store(p.spilled_keys, Relaxed);
         c.state_bytes.store(p.latent_bytes, Relaxed);
+        c.active_spills.store(u64::from(p.active_spills), Relaxed);
         c.rows_dropped.store(stage.dropped_rows(), Relaxed);
     }
 
@@ -588,15 +640,21 @@ impl Actor {
     /// unit and `End` downstream.
     fn end(&self, st: &mut ActorState, rt: &Shared) -> Result<Outcome> {
         let mut last_unit: Option<Vec<Vec<Batch>>> = None;
+        let mut more = false;
         {
-            let ActorState { body, emitter, accum, sink_summary, .. } = &mut *st;
+            let ActorState { body, emitter, accum, sink_summary, finish_from, .. } = &mut *st;
             match body {
                 Body::Chain(stages) => {
                     let mut unit: Vec<Vec<Batch>> = vec![Vec::new(); self.outputs.len()];
-                    for k in 0..stages.len() {
+                    for k in *finish_from..stages.len() {
                         let out = self.through_one(stages, emitter, rt, k, |s, e| s.finish(e))?;
                         for (p, b) in out.into_iter().enumerate() {
                             unit[p].extend(b);
+                        }
+                        if stages[k].finish_pending() {
+                            *finish_from = k;
+                            more = true;
+                            break;
                         }
                     }
                     for (k, s) in stages.iter().enumerate() {
@@ -618,10 +676,16 @@ impl Actor {
                 self.route(st, rt, unit);
             }
         }
+        if more {
+            // This step's rows are on their way; the next step runs when
+            // the out-links have room again.
+            return Ok(Outcome::Yield);
+        }
         for edges in &self.outputs {
             for edge in edges {
                 for &l in &edge.links {
-                    rt.links[l].push(Msg::End);
+                    // `End` is never refused.
+                    let _ = rt.links[l].push(Msg::End);
                     rt.notify(rt.links[l].to);
                 }
             }
@@ -696,7 +760,11 @@ impl Actor {
 
     fn send(&self, rt: &Shared, link: usize, batches: Vec<Batch>) {
         let l = &rt.links[link];
-        l.push(Msg::Unit(batches));
+        if let Err(rows) = l.push(Msg::Unit(batches)) {
+            let stage = rt.nodes[rt.actors[l.to].nodes[0]].id.clone();
+            rt.fail(Error::MailboxFull { stage, rows });
+            return;
+        }
         rt.notify(l.to);
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::Shared;
-use crate::exec::RunReport;
+use crate::exec::{RunReport, StageReport};
+use crate::telemetry::MetricsSnapshot;
 use crate::{Error, Result, StageKind};
 
 /// A stage's live figures, summed over its instances.
@@ -28,15 +29,41 @@ pub struct StageSnapshot {
     pub rows_dropped: u64,
     /// Units waiting in the stage's input links.
     pub queue_depth: u64,
+    /// Units waiting in the stage's output links (0 when it is fused with
+    /// its consumer, and in engines without links).
+    pub queue_depth_out: u64,
     /// Keys resident in memory (accumulators).
     pub resident_keys: u64,
+    /// Keys spilled out of memory (accumulators).
+    pub spilled_keys: u64,
     /// Bytes of state held (accumulators).
     pub state_bytes: u64,
+    /// Batches whose processing failed so far.
+    pub errors: u64,
+}
+
+impl StageSnapshot {
+    /// The counters of `r` (gauges 0).
+    pub(crate) fn from_report(r: &StageReport) -> Self {
+        StageSnapshot {
+            kind: Some(r.kind),
+            instances: r.instances,
+            rows_in: r.rows_in,
+            rows_out: r.rows_out,
+            batches_in: r.batches_in,
+            batches_out: r.batches_out,
+            rows_dropped: r.rows_dropped,
+            errors: r.errors,
+            ..Default::default()
+        }
+    }
 }
 
 /// What a handle can ask of a running engine.
 pub(crate) trait RunControl: Send + Sync {
     fn inspect(&self, stage_id: &str) -> Option<StageSnapshot>;
+    /// Every metric now.
+    fn metrics(&self) -> MetricsSnapshot;
     fn stop(&self);
     fn abort(&self);
     /// A human-readable account of the scheduler's state.
@@ -82,6 +109,19 @@ impl RunHandle {
         self.control.inspect(stage_id)
     }
 
+    /// Every metric of the run now (see [`MetricsSnapshot`]). Counters only
+    /// grow from one snapshot to the next; once the run has ended they equal
+    /// those of its [`RunReport::metrics`].
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.control.metrics()
+    }
+
+    /// A cloneable, `Send` view of the run for another thread (a metrics
+    /// endpoint, a progress display), valid even after the handle is joined.
+    pub fn monitor(&self) -> RunMonitor {
+        RunMonitor { control: self.control.clone() }
+    }
+
     /// Graceful drain: sources stop reading, batches in flight complete,
     /// accumulators flush, sinks finish. Returns at once; [`join`](Self::join) waits.
     pub fn stop(&self) {
@@ -123,7 +163,65 @@ impl Drop for RunHandle {
     }
 }
 
+/// A read-only view of a running pipeline, from [`RunHandle::monitor`]: it
+/// can be cloned and sent to other threads; it cannot stop the run.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use garner_columnar::sink::CollectSink;
+/// use garner_columnar::source::MemorySource;
+/// use garner_engine::prelude::*;
+///
+/// let data = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)]).unwrap();
+/// let (sink, _out) = CollectSink::new();
+/// let graph = Pipeline::new("bg")
+///     .source("read", MemorySource::try_from_batches(vec![data]).unwrap())
+///     .sink("collect", sink)
+///     .build()
+///     .unwrap();
+/// let handle = StealEngine::with_threads(2).spawn(graph, RunOptions::default()).unwrap();
+/// let monitor = handle.monitor();
+/// let report = handle.join().unwrap();
+/// let last = monitor.metrics();
+/// assert_eq!(last.pipeline_rows_out_total, report.rows_out());
+/// ```
+#[derive(Clone)]
+pub struct RunMonitor {
+    control: Arc<dyn RunControl>,
+}
+
+impl std::fmt::Debug for RunMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunMonitor").finish_non_exhaustive()
+    }
+}
+
+impl RunMonitor {
+    /// As [`RunHandle::metrics`].
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.control.metrics()
+    }
+
+    /// As [`RunHandle::inspect`].
+    pub fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
+        self.control.inspect(stage_id)
+    }
+}
+
 impl RunControl for Shared {
+    fn metrics(&self) -> MetricsSnapshot {
+        let reports = self.stage_reports(true);
+        let gauges = self.gauges();
+        MetricsSnapshot::build(
+            &self.pipeline,
+            self.engine,
+            self.started.elapsed().as_secs_f64(),
+            self.finished(),
+            reports.iter().zip(gauges.into_iter().map(Some)),
+        )
+    }
+
     fn inspect(&self, stage_id: &str) -> Option<StageSnapshot> {
         let node = self.nodes.iter().position(|n| n.id == stage_id)?;
         let info = &self.nodes[node];
@@ -141,11 +239,14 @@ impl RunControl for Shared {
                 snap.batches_out += c.batches_out.load(Relaxed);
                 snap.rows_dropped += c.rows_dropped.load(Relaxed);
                 snap.resident_keys += c.resident_keys.load(Relaxed);
+                snap.spilled_keys += c.spilled_keys.load(Relaxed);
                 snap.state_bytes += c.state_bytes.load(Relaxed);
+                snap.errors += c.errors.load(Relaxed);
                 if k == 0 {
-                    let queued: usize =
-                        a.inputs.iter().flat_map(|g| &g.links).map(|&l| self.links[l].len()).sum();
-                    snap.queue_depth += queued as u64;
+                    snap.queue_depth += self.queued_in(a);
+                }
+                if k + 1 == a.nodes.len() {
+                    snap.queue_depth_out += self.queued_out(a);
                 }
             }
         }

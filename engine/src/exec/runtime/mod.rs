@@ -25,13 +25,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub(crate) use handle::RunControl;
-pub use handle::{RunHandle, StageSnapshot};
+pub use handle::{RunHandle, RunMonitor, StageSnapshot};
 
 use self::actor::{Actor, Outcome};
 use self::link::Link;
 use self::pool::Pool;
 use super::plan::{ActorId, Body, NodeInfo, Plan, PlanOptions};
 use super::{RunOptions, RunReport, StageReport};
+use crate::telemetry::LiveGauges;
 use crate::{Clock, Error, PipelineGraph, Progress, Result, StageKind};
 
 /// Where an actor runs.
@@ -57,6 +58,9 @@ pub(crate) struct Shared {
     pub(crate) nodes: Vec<NodeInfo>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) progress: Option<Arc<Progress>>,
+    pub(crate) pipeline: String,
+    pub(crate) engine: &'static str,
+    pub(crate) started: Instant,
     pool: Pool,
     live: AtomicUsize,
     aborted: AtomicBool,
@@ -74,6 +78,93 @@ impl Shared {
 
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Relaxed)
+    }
+
+    /// Whether every actor has finished or the run failed.
+    pub(crate) fn finished(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Units waiting in the input links of actor `a`.
+    pub(crate) fn queued_in(&self, a: &Actor) -> u64 {
+        a.inputs.iter().flat_map(|g| &g.links).map(|&l| self.links[l].len() as u64).sum()
+    }
+
+    /// Units waiting in the output links of actor `a`.
+    pub(crate) fn queued_out(&self, a: &Actor) -> u64 {
+        a.outputs.iter().flatten().flat_map(|e| &e.links).map(|&l| self.links[l].len() as u64).sum()
+    }
+
+    /// Per node: queue depths and pressure now, summed over instances.
+    pub(crate) fn gauges(&self) -> Vec<LiveGauges> {
+        let mut gauges = vec![LiveGauges::default(); self.nodes.len()];
+        for a in &self.actors {
+            for (k, &node) in a.nodes.iter().enumerate() {
+                let (c, g) = (&a.counters[k], &mut gauges[node]);
+                if k == 0 {
+                    g.queue_in += self.queued_in(a);
+                }
+                if k + 1 == a.nodes.len() {
+                    g.queue_out += self.queued_out(a);
+                }
+                let p = &mut g.pressure;
+                p.latent_bytes += c.state_bytes.load(Relaxed);
+                p.resident_keys += c.resident_keys.load(Relaxed);
+                p.spilled_keys += c.spilled_keys.load(Relaxed);
+                p.active_spills += c.active_spills.load(Relaxed) as u32;
+            }
+        }
+        gauges
+    }
+
+    /// One report per node from the actors' counters. With `live`, an
+    /// actor's accumulator statistics are read only if no step holds its
+    /// state (else the last ones read are used), so a snapshot never waits
+    /// for a step.
+    pub(crate) fn stage_reports(&self, live: bool) -> Vec<StageReport> {
+        let mut stages: Vec<StageReport> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut r = StageReport::new(&n.id, n.kind);
+                r.instances = n.instances;
+                r
+            })
+            .collect();
+        for a in &self.actors {
+            let st = if live { a.state.try_lock().ok() } else { Some(a.lock()) };
+            let mut cache = a.live_accum.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, &node) in a.nodes.iter().enumerate() {
+                let c = &a.counters[k];
+                let r = &mut stages[node];
+                r.rows_in += c.rows_in.load(Relaxed);
+                r.rows_out += c.rows_out.load(Relaxed);
+                r.batches_in += c.batches_in.load(Relaxed);
+                r.batches_out += c.batches_out.load(Relaxed);
+                r.rows_dropped += c.rows_dropped.load(Relaxed);
+                r.errors += c.errors.load(Relaxed);
+                r.backpressure_events += c.backpressure.load(Relaxed);
+                c.latency.add_to(&mut r.latency);
+                r.busy += Duration::from_nanos(c.busy_ns.load(Relaxed));
+                if let Some(st) = &st {
+                    cache[k] = st.accum_stats(k);
+                }
+                if let Some(s) = &cache[k] {
+                    r.accum.get_or_insert_with(Default::default).merge(s);
+                }
+                if r.kind == StageKind::Sink {
+                    if let Some(st) = &st {
+                        r.sink = st.sink_summary.clone();
+                    }
+                }
+            }
+        }
+        // Units a full mailbox dropped count against the stage it feeds.
+        for l in &self.links {
+            let node = self.actors[l.to].nodes[0];
+            stages[node].mailbox_dropped += l.dropped_rows.load(Relaxed);
+        }
+        stages
     }
 
     /// Schedules actor `a` unless it already is.
@@ -197,7 +288,16 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
     }
 
     let capacity = opts.mailbox_capacity.max(1);
-    let links = link_specs.iter().map(|l| Link::new(l.from, l.to, capacity)).collect();
+    let links = link_specs
+        .iter()
+        .map(|l| {
+            let (capacity, on_full) = match l.mailbox {
+                Some(m) => (m.capacity, m.on_full),
+                None => (capacity, crate::resilience::DropPolicy::Block),
+            };
+            Link::new(l.from, l.to, capacity, on_full, opts.memory_budget.as_ref(), opts.effective_queue)
+        })
+        .collect();
     let actors: Vec<Actor> = specs
         .into_iter()
         .map(|s| {
@@ -215,6 +315,9 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
         nodes,
         clock: opts.clock.clone(),
         progress: opts.progress.clone(),
+        pipeline: pipeline.clone(),
+        engine: config.engine,
+        started,
         pool,
         aborted: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
@@ -276,9 +379,10 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
     let sh = shared.clone();
     let tick = opts.tick;
     let engine = config.engine;
+    let monitor = opts.memory_budget.clone().and_then(garner_pools::RssMonitor::starting_now);
     let driver = thread::Builder::new()
         .name("garner-driver".into())
-        .spawn(move || drive(sh, threads, tick, started, pipeline, engine))
+        .spawn(move || drive(sh, threads, tick, started, pipeline, engine, monitor))
         .map_err(|e| Error::Internal(format!("cannot start the driver thread: {e}")))?;
     Ok(RunHandle::new(shared, driver))
 }
@@ -328,6 +432,7 @@ fn drive(
     started: Instant,
     pipeline: String,
     engine: &'static str,
+    monitor: Option<garner_pools::RssMonitor>,
 ) -> Result<RunReport> {
     let tick = tick.max(Duration::from_millis(1));
     {
@@ -339,6 +444,10 @@ fn drive(
                 break;
             }
             drop(done);
+            if let Some(m) = &monitor {
+                // Growth the reservations do not see makes them spill sooner.
+                m.sample();
+            }
             let now = sh.clock.now();
             for (a, actor) in sh.actors.iter().enumerate() {
                 if actor.stateful && !actor.done.load(SeqCst) {
@@ -408,34 +517,5 @@ fn publish(sh: &Shared) {
 }
 
 fn report(sh: &Shared, started: Instant, pipeline: String, engine: &'static str) -> RunReport {
-    let mut stages: Vec<StageReport> = sh
-        .nodes
-        .iter()
-        .map(|n| {
-            let mut r = StageReport::new(&n.id, n.kind);
-            r.instances = n.instances;
-            r
-        })
-        .collect();
-    for a in &sh.actors {
-        let st = a.lock();
-        for (k, &node) in a.nodes.iter().enumerate() {
-            let c = &a.counters[k];
-            let r = &mut stages[node];
-            r.rows_in += c.rows_in.load(Relaxed);
-            r.rows_out += c.rows_out.load(Relaxed);
-            r.batches_in += c.batches_in.load(Relaxed);
-            r.batches_out += c.batches_out.load(Relaxed);
-            r.rows_dropped += c.rows_dropped.load(Relaxed);
-            r.busy += Duration::from_nanos(c.busy_ns.load(Relaxed));
-            if let Some(s) = &st.accum[k] {
-                let acc = r.accum.get_or_insert_with(Default::default);
-                acc.merge(s);
-            }
-            if r.kind == StageKind::Sink {
-                r.sink = st.sink_summary.clone();
-            }
-        }
-    }
-    RunReport { pipeline, engine, elapsed: started.elapsed(), stages }
+    RunReport { pipeline, engine, elapsed: started.elapsed(), stages: sh.stage_reports(false) }
 }
