@@ -38,6 +38,13 @@ use crate::{
 /// How many rows ahead [`KeyTable::intern`] prefetches a bucket.
 pub(crate) const AHEAD: usize = 16;
 
+/// A key as [`KeyTable::write_key`] wrote it, read back with its hash.
+pub(crate) struct WrittenKey<'a> {
+    pub(crate) hash: u64,
+    int: u64,
+    bytes: &'a [u8],
+}
+
 /// Integer keys, widened to `u64`.
 #[derive(Debug)]
 struct IntKeys {
@@ -274,30 +281,43 @@ impl KeyTable {
         }
     }
 
-    /// Interns the next key [`write_key`](Self::write_key) wrote into `r`:
-    /// the slot it has (a new one if it is not resident).
-    pub(crate) fn intern_written(&mut self, r: &mut spill_codec::Reader<'_>) -> Result<u32> {
+    /// Reads the next key [`write_key`](Self::write_key) wrote into `r`,
+    /// with its hash (the one [`intern`](Self::intern) uses), without
+    /// interning it.
+    pub(crate) fn read_written<'a>(&self, r: &mut spill_codec::Reader<'a>) -> Result<WrittenKey<'a>> {
+        match &self.store {
+            KeyStore::Int(_) => {
+                let key = r.u64()?;
+                Ok(WrittenKey { hash: hash_u64(key), int: key, bytes: &[] })
+            }
+            KeyStore::Rows(_) | KeyStore::Bytes(_) => {
+                let len = r.u32()? as usize;
+                let bytes = r.bytes(len)?;
+                Ok(WrittenKey { hash: hash_bytes(bytes), int: 0, bytes })
+            }
+        }
+    }
+
+    /// The slot of a key [`read_written`](Self::read_written) read (a new
+    /// one if it is not resident).
+    pub(crate) fn intern_written(&mut self, key: &WrittenKey<'_>) -> Result<u32> {
         let KeyTable { table, slot_hashes, in_use, free, store, .. } = self;
+        let hash = key.hash;
         match store {
             KeyStore::Int(k) => {
-                let key = r.u64()?;
-                let hash = hash_u64(key);
                 let slot_keys = &mut k.slot_keys;
                 table.find_or_insert(
                     hash,
                     |_| true,
                     || {
                         let slot = alloc(slot_hashes, in_use, free, hash)?;
-                        set(slot_keys, slot, key, 0);
+                        set(slot_keys, slot, key.int, 0);
                         Ok(slot)
                     },
                 )
             }
             KeyStore::Rows(RowKeys { stored, .. }) | KeyStore::Bytes(ByteKeys { stored, .. }) => {
-                let len = r.u32()? as usize;
-                let bytes = r.bytes(len)?;
-                let hash = hash_bytes(bytes);
-                intern_bytes(table, stored, hash, bytes, || alloc(slot_hashes, in_use, free, hash))
+                intern_bytes(table, stored, hash, key.bytes, || alloc(slot_hashes, in_use, free, hash))
             }
         }
     }

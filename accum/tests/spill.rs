@@ -79,6 +79,7 @@ proptest! {
         (rows, cut) in stream(),
         ttl in prop::option::of(10u64..300),
         limit in prop::sample::select(vec![1u64, 2_000, 8_000, 30_000]),
+        per_slice in prop::sample::select(vec![1u64, 3, 16_384]),
     ) {
         // A limit of 1 spills every key after every call; the larger ones
         // spill some partitions and keep others, and reload them on deadlines.
@@ -97,6 +98,8 @@ proptest! {
             buffers: Some(budget.buffers().clone()),
         };
         let mut spilling = v.build(&schema).unwrap().with_spill(options).unwrap();
+        // Spilled partitions come back at the end whole, or in slices of their keys.
+        spilling.set_finish_slice_for_test(per_slice);
         let (expected, none) = run(&mut plain, &rows, cut);
         let (got, spilled) = run(&mut spilling, &rows, cut);
         prop_assert_eq!(none, 0);
@@ -151,8 +154,16 @@ fn a_full_store_flushes_its_victims_as_partials_and_loses_nothing() {
 
 #[test]
 fn a_corrupted_record_is_emitted_as_corrupted_and_the_run_goes_on() {
+    // The partition comes back whole, or a key at a time (its records read once per slice).
+    for per_slice in [16_384, 1] {
+        corrupted_records(per_slice);
+    }
+}
+
+fn corrupted_records(per_slice: u64) {
     let v = VarSet::keyed("k").require(VARS);
     let mut acc = v.build(&to_batch(&[], 0).schema()).unwrap().with_spill(tiny()).unwrap();
+    acc.set_finish_slice_for_test(per_slice);
     // Keys 0..10 get two variables each, then everything is spilled.
     let first: Vec<(u64, usize, i64)> = (0..20).map(|i| (i % 10, (i / 10) as usize, i as i64)).collect();
     assert!(acc.push(&to_batch(&first, 0), 0).unwrap().is_none());

@@ -356,6 +356,15 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         damaged
     }
 
+    /// Test hook: the generations and fragments a spilled partition brings
+    /// back at a time at the end of input (small, to test the slicing).
+    #[doc(hidden)]
+    pub fn set_finish_slice_for_test(&mut self, per_slice: u64) {
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.finish_slice = per_slice.max(1);
+        }
+    }
+
     /// The accumulator being driven.
     pub fn accumulator(&self) -> &A {
         &self.core.acc
@@ -491,14 +500,14 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     }
 
     /// End of input, a step at a time, so a caller can pass each step's
-    /// rows on before the next: a step finishes one spilled partition (it
-    /// comes back, its fragments are replayed, what is open is emitted in
-    /// batches of at most `rows_per_batch` rows) or, once none is left, the
-    /// generations in memory. Returns whether another step remains; the
+    /// rows on before the next: a step finishes one spilled partition, or a
+    /// slice of the keys of a large one (it comes back, its fragments are
+    /// replayed, what is open is emitted in batches of at most
+    /// `rows_per_batch` rows) or, once none is left, the generations in
+    /// memory. Returns whether another step remains; the
     /// steps together emit what [`finish_into`](Self::finish_into) does.
     pub fn finish_step(&mut self, rows_per_batch: usize, out: &mut dyn FnMut(RecordBatch)) -> Result<bool> {
-        if let Some(p) = self.spilled_mask().and_then(|m| m.iter().position(|&s| s)) {
-            self.finish_spilled_part(p, rows_per_batch, out)?;
+        if self.finish_spilled_step(rows_per_batch, out)? {
             return Ok(true);
         }
         self.finish_into(rows_per_batch, out)?;

@@ -50,6 +50,11 @@ pub(crate) const PIECE_BYTES: usize = 64 << 10;
 /// adds to sends its pieces to the store.
 pub(crate) const PIECES_CAP: usize = 4 << 20;
 
+/// Generations a partition brings back at a time at the end of input (its
+/// spilled ones plus a quarter of its buffered fragments): a larger
+/// partition comes back in slices of its keys.
+pub(crate) const FINISH_SLICE: u64 = 32_768;
+
 /// Column of a piece: the watermark its row arrived under.
 const WATERMARK_COLUMN: &str = "_garner_watermark";
 /// Column of a piece: the row's time (null when it had none).
@@ -60,6 +65,22 @@ const TIME_COLUMN: &str = "_garner_time";
 #[inline(always)]
 pub(crate) fn part_of(hash: u64) -> usize {
     (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+}
+
+/// The slice of `slices` a key hash falls in at the end of input
+/// (independent of [`part_of`]).
+#[inline]
+pub(crate) fn slice_of(hash: u64, slices: usize) -> usize {
+    ((hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32) % slices as u64) as usize
+}
+
+/// A spilled partition being finished a slice at a time.
+#[derive(Debug)]
+pub(crate) struct Finishing {
+    pub(crate) p: usize,
+    pub(crate) part: Part,
+    pub(crate) slice: usize,
+    pub(crate) slices: usize,
 }
 
 /// The two records of one run of spilled generations.
@@ -113,6 +134,10 @@ pub(crate) struct Parts {
     pub(crate) piece_failures: u64,
     /// The schema of pieces of the last input schema seen.
     pub(crate) piece_schema: Option<(SchemaRef, SchemaRef)>,
+    /// The partition the end of input is bringing back, a slice at a time.
+    pub(crate) finishing: Option<Finishing>,
+    /// Generations and fragments per slice at the end of input.
+    pub(crate) finish_slice: u64,
 }
 
 impl Default for Parts {
@@ -128,6 +153,8 @@ impl Default for Parts {
             rows: Vec::new(),
             piece_failures: 0,
             piece_schema: None,
+            finishing: None,
+            finish_slice: FINISH_SLICE,
         }
     }
 }
@@ -153,8 +180,8 @@ impl Parts {
     /// Handles of every record held (to free them all).
     pub(crate) fn drain_handles(&mut self) -> Vec<SpillHandle> {
         let mut handles = Vec::new();
-        for p in 0..PARTS {
-            let part = self.take(p);
+        let finishing = self.finishing.take().map(|f| f.part);
+        for part in (0..PARTS).map(|p| self.take(p)).chain(finishing) {
             handles.extend(part.runs.iter().flat_map(|r| [r.keys, r.states]));
             handles.extend(part.stored.iter().map(|&(h, _)| h));
         }

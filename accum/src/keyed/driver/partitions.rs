@@ -272,30 +272,38 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         else {
             return Ok(());
         };
+        self.reload_slice(p, &part, Slice::WHOLE)
+    }
+
+    /// Brings back the keys of `slice` of partition `p` (its generations
+    /// and the fragments of its keys). The records are read once per slice
+    /// and freed with the last.
+    fn reload_slice(&mut self, p: usize, part: &spill_parts::Part, slice: Slice) -> Result<()> {
         for run in &part.runs {
-            self.restore_run(p, run)?;
+            self.restore_run(p, run, slice)?;
         }
         let watermark = self.core.watermark;
         self.set_replaying(true);
-        let result = self.replay_part(p, &part);
+        let result = self.replay_part(p, part, slice);
         self.set_replaying(false);
         self.core.watermark = watermark;
         self.core.sweep_if_due();
         result
     }
 
-    /// Replays partition `p`'s buffered fragments, oldest first.
-    fn replay_part(&mut self, p: usize, part: &spill_parts::Part) -> Result<()> {
+    /// Replays partition `p`'s buffered fragments of `slice`, oldest first.
+    fn replay_part(&mut self, p: usize, part: &spill_parts::Part, slice: Slice) -> Result<()> {
         for &(handle, rows) in &part.stored {
             let Some(spill) = self.core.spill.as_mut() else { break };
-            match spill.store.take(handle) {
+            let bytes = if slice.is_last() { spill.store.take(handle) } else { spill.store.get(handle) };
+            match bytes {
                 Ok(bytes) => {
                     for piece in spill_parts::decode(&bytes)? {
-                        self.replay(&piece)?;
+                        self.replay(&piece, slice)?;
                     }
                 }
-                Err(e) => {
-                    // Unreadable fragments cannot be applied: said, never silent.
+                // Unreadable fragments cannot be applied: said (once), never silent.
+                Err(e) if slice.is_first() => {
                     spill.corrupted += 1;
                     self.spill_errors.push(Error::Serialization {
                         key: format!("{rows} buffered fragments of spill partition {p}"),
@@ -303,10 +311,11 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                         reason: spill_reason(e),
                     });
                 }
+                Err(_) => {}
             }
         }
         for piece in &part.pieces {
-            self.replay(piece)?;
+            self.replay(piece, slice)?;
         }
         Ok(())
     }
@@ -317,15 +326,17 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         }
     }
 
-    /// Restores the generations of one run.
-    fn restore_run(&mut self, p: usize, run: &Run) -> Result<()> {
+    /// Restores the generations of `slice` of one run.
+    fn restore_run(&mut self, p: usize, run: &Run, slice: Slice) -> Result<()> {
         let Some(spill) = self.core.spill.as_mut() else { return Ok(()) };
-        spill.reads += u64::from(run.open);
-        let keys = spill.store.take(run.keys);
-        let states = spill.store.take(run.states);
+        let (keys, states) = if slice.is_last() {
+            (spill.store.take(run.keys), spill.store.take(run.states))
+        } else {
+            (spill.store.get(run.keys), spill.store.get(run.states))
+        };
         let keys = match keys {
             Ok(keys) => keys,
-            Err(e) => {
+            Err(e) if slice.is_first() => {
                 // The keys are unknown: the run's generations are lost, and said so.
                 spill.corrupted += u64::from(run.count);
                 self.core.active -= u64::from(run.open);
@@ -336,11 +347,14 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 });
                 return Ok(());
             }
+            Err(_) => return Ok(()),
         };
+        // The run's keys of this slice, interned, in order (`None`: another slice's).
         let mut key_reader = Reader::new(&keys);
         let mut slots = Vec::with_capacity(run.count as usize);
         for _ in 0..run.count {
-            slots.push(self.keys.intern_written(&mut key_reader)?);
+            let key = self.keys.read_written(&mut key_reader)?;
+            slots.push(if slice.holds(key.hash) { Some(self.keys.intern_written(&key)?) } else { None });
         }
         self.core.grow(self.keys.slot_count());
         let states = match states {
@@ -348,17 +362,20 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             Err(e) => {
                 let (tier, reason) = (run.states.tier().as_str().to_owned(), spill_reason(e));
                 // Which were completed-key marks is unknown: each key leaves as `corrupted`.
-                self.core.active -= u64::from(run.open);
-                for &slot in &slots {
+                if slice.is_first() {
+                    self.core.active -= u64::from(run.open);
+                }
+                for &slot in slots.iter().flatten() {
                     self.lose(slot, &tier, &reason);
                 }
                 return Ok(());
             }
         };
         let mut r = Reader::new(&states);
-        for &slot in &slots {
-            let s = slot as usize;
+        for slot in slots {
             let ((arrival, first, last, items, bytes), done, state) = read_generation(&mut r)?;
+            let Some(slot) = slot else { continue };
+            let s = slot as usize;
             let core = &mut self.core;
             core.arrival[s] = arrival;
             core.first[s] = first;
@@ -371,6 +388,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             }
             if let Some(spill) = core.spill.as_mut() {
                 spill.state[s] = RESTORED;
+                if done.is_none() {
+                    spill.reads += 1;
+                }
             }
             if done.is_some() {
                 core.done[s] = true;
@@ -405,13 +425,36 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         core.close(slot, EmitReason::Corrupted, false, false, at);
     }
 
-    /// Applies a buffered piece (after its partition was restored).
-    fn replay(&mut self, piece: &RecordBatch) -> Result<()> {
+    /// Applies the rows of `slice` of a buffered piece (after their
+    /// generations were restored).
+    fn replay(&mut self, piece: &RecordBatch, slice: Slice) -> Result<()> {
         let (batch, watermarks, times) = spill_parts::split(piece)?;
-        let times = EventTimes::from_column(&times)?;
         let key_columns = self.plan.keys.iter().map(|k| k.resolve(&batch)).collect::<Result<Vec<_>>>()?;
-        let input = self.core.acc.bind(&batch)?;
         self.keys.load_batch(&key_columns)?;
+        let (batch, watermarks, times) = if slice.slices > 1 {
+            let rows: Vec<u32> = (0..batch.num_rows() as u32)
+                .filter(|&r| slice.holds(self.keys.row_hash(r as usize)))
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let indices = arrow_array::UInt32Array::from(rows);
+            let take = |a: &arrow_array::ArrayRef| {
+                arrow_select::take::take(a.as_ref(), &indices, None)
+                    .map_err(Error::arrow("slicing buffered fragments"))
+            };
+            let batch = arrow_select::take::take_record_batch(&batch, &indices)
+                .map_err(Error::arrow("slicing buffered fragments"))?;
+            let watermarks: Vec<Millis> = indices.values().iter().map(|&r| watermarks[r as usize]).collect();
+            let times = take(&times)?;
+            let key_columns = self.plan.keys.iter().map(|k| k.resolve(&batch)).collect::<Result<Vec<_>>>()?;
+            self.keys.load_batch(&key_columns)?;
+            (batch, watermarks, times)
+        } else {
+            (batch, watermarks, times)
+        };
+        let times = EventTimes::from_column(&times)?;
+        let input = self.core.acc.bind(&batch)?;
         self.slots.clear();
         for row in 0..batch.num_rows() {
             let slot = self.keys.intern(row)?;
@@ -426,57 +469,100 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         result
     }
 
-    /// End of input for the spilled partitions, one at a time: reload,
-    /// replay, emit what is open in parts, free.
+    /// End of input for every spilled partition (see [`finish_spilled_step`](Self::finish_spilled_step)).
     pub(super) fn finish_spilled_parts(
         &mut self,
         rows_per_batch: usize,
         out: &mut dyn FnMut(RecordBatch),
     ) -> Result<()> {
-        let Some(mask) = self.spilled_mask() else { return Ok(()) };
-        for p in (0..PARTS).filter(|&p| mask[p]) {
-            self.finish_spilled_part(p, rows_per_batch, out)?;
-        }
+        while self.finish_spilled_step(rows_per_batch, out)? {}
         Ok(())
     }
 
-    /// End of input for spilled partition `p`.
-    pub(super) fn finish_spilled_part(
+    /// One step of the end of input for the spilled partitions: the next
+    /// slice of the partition being finished, or the first slice of the next
+    /// spilled one. A partition comes back in slices of its keys (by hash)
+    /// of about [`FINISH_SLICE`](spill_parts::FINISH_SLICE) generations and
+    /// fragments, so a step holds a bounded part of it however large the
+    /// input grew; each slice's records are read again, and freed with the
+    /// last. Returns `false` when no spilled partition is left.
+    pub(super) fn finish_spilled_step(
         &mut self,
-        p: usize,
         rows_per_batch: usize,
         out: &mut dyn FnMut(RecordBatch),
-    ) -> Result<()> {
-        {
-            self.reload_part(p)?;
-            let mut open: Vec<(u64, u32)> = (0..self.keys.slot_count() as u32)
-                .filter(|&s| {
-                    let i = s as usize;
-                    self.keys.in_use(s)
-                        && self.core.arrival[i] != NO_GEN
-                        && !self.core.done.get(i).copied().unwrap_or(false)
-                        && part_of(self.keys.slot_hash(s)) == p
-                })
-                .map(|s| (self.core.arrival[s as usize], s))
-                .collect();
-            open.sort_unstable();
-            self.name_spill_errors()?;
+    ) -> Result<bool> {
+        let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) else { return Ok(false) };
+        let finishing = match parts.finishing.take() {
+            Some(f) => f,
+            None => {
+                let Some(p) = (0..PARTS).find(|&p| parts.mask[p]) else { return Ok(false) };
+                let part = parts.take(p);
+                // What comes back resident: the spilled generations, and about
+                // one new generation per few buffered fragments.
+                let size = part.open + part.rows / 4;
+                let slices = size.div_ceil(parts.finish_slice.max(1)).max(1) as usize;
+                spill_parts::Finishing { p, part, slice: 0, slices }
+            }
+        };
+        let (p, slice) = (finishing.p, Slice { slice: finishing.slice, slices: finishing.slices });
+        self.reload_slice(p, &finishing.part, slice)?;
+        let mut open: Vec<(u64, u32)> = (0..self.keys.slot_count() as u32)
+            .filter(|&s| {
+                let i = s as usize;
+                self.keys.in_use(s)
+                    && self.core.arrival[i] != NO_GEN
+                    && !self.core.done.get(i).copied().unwrap_or(false)
+                    && part_of(self.keys.slot_hash(s)) == p
+            })
+            .map(|s| (self.core.arrival[s as usize], s))
+            .collect();
+        open.sort_unstable();
+        self.name_spill_errors()?;
+        if let Some(batch) = self.take_output()? {
+            out(batch);
+        }
+        for chunk in open.chunks(rows_per_batch.max(1)) {
+            for &(_, slot) in chunk {
+                let at = self.core.watermark;
+                self.core.close(slot, EmitReason::EndOfInput, false, false, at);
+            }
             if let Some(batch) = self.take_output()? {
                 out(batch);
             }
-            for chunk in open.chunks(rows_per_batch.max(1)) {
-                for &(_, slot) in chunk {
-                    let at = self.core.watermark;
-                    self.core.close(slot, EmitReason::EndOfInput, false, false, at);
-                }
-                if let Some(batch) = self.take_output()? {
-                    out(batch);
-                }
-                self.core.acc.maintain();
-            }
-            self.release_slots()?;
+            self.core.acc.maintain();
         }
-        Ok(())
+        self.release_slots()?;
+        if !slice.is_last() {
+            if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+                parts.finishing = Some(spill_parts::Finishing { slice: slice.slice + 1, ..finishing });
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Which keys of a partition a reload brings back: those whose hash falls
+/// in slice `slice` of `slices`.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    slice: usize,
+    slices: usize,
+}
+
+impl Slice {
+    /// The whole partition at once.
+    const WHOLE: Slice = Slice { slice: 0, slices: 1 };
+
+    fn holds(self, hash: u64) -> bool {
+        self.slices <= 1 || spill_parts::slice_of(hash, self.slices) == self.slice
+    }
+
+    fn is_first(self) -> bool {
+        self.slice == 0
+    }
+
+    fn is_last(self) -> bool {
+        self.slice + 1 >= self.slices
     }
 }
 
