@@ -64,6 +64,11 @@ impl Emitter {
         Ok(())
     }
 
+    /// Rows emitted and not yet drained.
+    pub fn pending_rows(&self) -> u64 {
+        self.out.iter().map(|(_, b)| b.num_rows() as u64).sum()
+    }
+
     /// Takes what was emitted, leaving the emitter empty and reusable.
     pub fn drain(&mut self) -> std::vec::Drain<'_, (usize, Batch)> {
         self.out.drain(..)

@@ -33,6 +33,7 @@ mod error;
 pub mod exec;
 pub mod flow;
 mod graph;
+mod observer;
 mod predicate;
 mod progress;
 mod render;
@@ -55,6 +56,7 @@ pub use exec::{
 pub use graph::{
     Edge, Node, NodeId, Ordering, ParallelismHint, Partitioning, PipelineGraph, PortRef, StageFactory,
 };
+pub use observer::{AccumulatorEvent, BatchProcessed, ObserverRef, PipelineObserver, StageStart};
 pub use predicate::{col, BoundPredicate, CmpOp, ColumnRef, Literal, Predicate};
 pub use progress::Progress;
 pub use stage::{Pressure, Stage, StageContext, StageKind};

@@ -64,6 +64,9 @@ pub struct StageContext {
     /// The run's memory budget, if it has one: stages that hold state take
     /// a reservation from it and spill when it says no.
     pub memory: Option<garner_pools::MemoryBudget>,
+    /// The run's observer, if it has one (stages report their own events:
+    /// accumulators, circuit breakers).
+    pub observer: Option<crate::ObserverRef>,
 }
 
 /// Work a stage holds that is not visible as queued batches: feeds the

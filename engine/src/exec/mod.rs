@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// Count receivers' state and spills as queued units when giving a
     /// producer room ([`EffectiveQueue`](crate::flow::EffectiveQueue)); off by default.
     pub effective_queue: Option<crate::flow::EffectiveQueue>,
+    /// Hooks the run calls (stage start, batches, accumulator events,
+    /// errors, circuit changes).
+    pub observer: Option<crate::ObserverRef>,
 }
 
 impl Default for RunOptions {
@@ -80,6 +83,7 @@ impl Default for RunOptions {
             mailbox_capacity: 8,
             memory_budget: None,
             effective_queue: None,
+            observer: None,
         }
     }
 }
@@ -100,6 +104,12 @@ impl RunOptions {
     /// Tells stages every `tick` that processing time moved (at least 1 ms).
     pub fn with_tick(mut self, tick: Duration) -> Self {
         self.tick = tick.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Calls `observer`'s hooks during the run.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::PipelineObserver>) -> Self {
+        self.observer = Some(crate::ObserverRef(observer));
         self
     }
 

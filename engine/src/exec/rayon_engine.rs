@@ -232,6 +232,7 @@ fn execute(
                 input_schema: input_schema.clone().unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty())),
                 start_time: start,
                 memory: opts.memory_budget.clone(),
+                observer: opts.observer.clone(),
             };
             match kind {
                 StageKind::Source => {
@@ -329,14 +330,44 @@ fn execute(
                         .enumerate()
                         .map(|(p, batches)| {
                             let mut stage = factory.create(p);
-                            stage.open(&ctx(p, n))?;
+                            let context = ctx(p, n);
+                            stage.open(&context)?;
+                            let observer = context.observer.as_ref();
+                            if let Some(o) = observer {
+                                let info = crate::StageStart { partition: p, partitions: n, engine: "rayon" };
+                                o.on_stage_start(id, &info);
+                            }
                             let mut out = Emitter::new(start);
                             let mut emitted = Vec::new();
                             let mut latency = BatchLatency::default();
                             for b in batches {
                                 let t = Instant::now();
-                                stage.process(b, &mut out)?;
+                                let rows_in = b.num_rows() as u64;
+                                let span = tracing::trace_span!(
+                                    "stage.process",
+                                    stage = id,
+                                    engine = "rayon",
+                                    batch_size = b.num_rows(),
+                                    queue_depth_in = 0usize,
+                                    queue_depth_out = 0usize,
+                                );
+                                let _entered = span.enter();
+                                if let Err(e) = stage.process(b, &mut out) {
+                                    if let Some(o) = observer {
+                                        o.on_error(id, &e);
+                                    }
+                                    return Err(e);
+                                }
                                 latency.record(t.elapsed());
+                                if let Some(o) = observer {
+                                    let b = crate::BatchProcessed {
+                                        rows_in,
+                                        rows_out: out.pending_rows(),
+                                        batches_in: 1,
+                                        latency: Some(t.elapsed()),
+                                    };
+                                    o.on_batch_processed(id, &b);
+                                }
                                 emitted.extend(out.drain().map(|(_, b)| b));
                             }
                             loop {
@@ -376,7 +407,16 @@ fn execute(
                             .map_init(
                                 || -> Result<Box<dyn Stage>> {
                                     let mut s = factory.create(0);
-                                    s.open(&ctx(0, 1))?;
+                                    let context = ctx(0, 1);
+                                    s.open(&context)?;
+                                    if let Some(o) = &context.observer {
+                                        let info = crate::StageStart {
+                                            partition: 0,
+                                            partitions: 1,
+                                            engine: "rayon",
+                                        };
+                                        o.on_stage_start(id, &info);
+                                    }
                                     Ok(s)
                                 },
                                 |stage, unit| {
@@ -387,8 +427,32 @@ fn execute(
                                     let mut latency = BatchLatency::default();
                                     for b in unit {
                                         let t = Instant::now();
-                                        stage.process(b, &mut out)?;
+                                        let rows_in = b.num_rows() as u64;
+                                        let span = tracing::trace_span!(
+                                            "stage.process",
+                                            stage = id,
+                                            engine = "rayon",
+                                            batch_size = b.num_rows(),
+                                            queue_depth_in = 0usize,
+                                            queue_depth_out = 0usize,
+                                        );
+                                        let _entered = span.enter();
+                                        if let Err(e) = stage.process(b, &mut out) {
+                                            if let Some(o) = &opts.observer {
+                                                o.on_error(id, &e);
+                                            }
+                                            return Err(e);
+                                        }
                                         latency.record(t.elapsed());
+                                        if let Some(o) = &opts.observer {
+                                            let b = crate::BatchProcessed {
+                                                rows_in,
+                                                rows_out: out.pending_rows(),
+                                                batches_in: 1,
+                                                latency: Some(t.elapsed()),
+                                            };
+                                            o.on_batch_processed(id, &b);
+                                        }
                                         for (p, b) in out.drain() {
                                             if p < ports {
                                                 by_port[p].push(b);

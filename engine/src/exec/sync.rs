@@ -254,14 +254,22 @@ impl Run {
                     input_schema,
                     start_time,
                     memory: opts.memory_budget.clone(),
+                    observer: opts.observer.clone(),
                 }),
                 (Instance::Sink(sink), Some(schema)) => sink.open(schema).map_err(Error::from),
                 _ => Ok(()),
             };
+            let is_stage = matches!(instance, Instance::Stage(_));
             opened[i] = Some(instance);
             if let Err(e) = result {
                 failure = Some(e.in_stage(&run.ids[i]));
                 break;
+            }
+            if let (Some(o), true) = (&opts.observer, is_stage) {
+                o.on_stage_start(
+                    &run.ids[i],
+                    &crate::StageStart { partition: 0, partitions: 1, engine: "sync" },
+                );
             }
         }
         if let (Some(progress), Some(rows)) = (&opts.progress, rows_hint) {
@@ -378,10 +386,33 @@ impl Run {
                 let t = Instant::now();
                 match &mut self.instances[i] {
                     Instance::Stage(stage) => {
+                        let span = tracing::trace_span!(
+                            "stage.process",
+                            stage = self.ids[i].as_str(),
+                            engine = "sync",
+                            batch_size = rows,
+                            queue_depth_in = self.queues[i].len(),
+                            queue_depth_out = 0usize,
+                        );
+                        let _entered = span.enter();
                         stage.process(batch, &mut self.emitter).map_err(|e| {
                             self.reports[i].errors += 1;
-                            e.in_stage(&self.ids[i])
+                            let e = e.in_stage(&self.ids[i]);
+                            if let Some(o) = &opts.observer {
+                                o.on_error(&self.ids[i], &e);
+                            }
+                            e
                         })?;
+                        if let Some(o) = &opts.observer {
+                            let rows_out = self.emitter.pending_rows();
+                            let b = crate::BatchProcessed {
+                                rows_in: rows,
+                                rows_out,
+                                batches_in: 1,
+                                latency: Some(t.elapsed()),
+                            };
+                            o.on_batch_processed(&self.ids[i], &b);
+                        }
                     }
                     Instance::Sink(sink) => {
                         sink.write(&batch.data).map_err(|e| {

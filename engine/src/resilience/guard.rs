@@ -93,6 +93,7 @@ pub struct Guarded {
     quarantined: Option<String>,
     stats: GuardStats,
     shared: Arc<Mutex<GuardStats>>,
+    observer: Option<crate::ObserverRef>,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -121,6 +122,7 @@ impl Clone for Guarded {
             quarantined: None,
             stats: GuardStats::default(),
             shared: self.shared.clone(),
+            observer: None,
         }
     }
 }
@@ -140,6 +142,7 @@ impl Guarded {
             quarantined: None,
             stats: GuardStats::default(),
             shared: Arc::new(Mutex::new(GuardStats::default())),
+            observer: None,
         }
     }
 
@@ -177,6 +180,20 @@ impl Guarded {
         shared.dead_rows += now.dead_rows - then.dead_rows;
         shared.panics += now.panics - then.panics;
         shared.refused += now.refused - then.refused;
+    }
+
+    /// Tells the breaker how a try went; a change of state goes to the observer.
+    fn record_outcome(&mut self, now: Millis, ok: bool, took: Duration) {
+        let Some(b) = &mut self.breaker else { return };
+        let before = b.state();
+        b.record(now, ok, took.as_secs_f64() * 1e3);
+        let after = b.state();
+        if after != before {
+            tracing::warn!(stage = %self.stage_id, ?before, ?after, "circuit breaker changed state");
+            if let Some(o) = &self.observer {
+                o.on_circuit_change(&self.stage_id, after);
+            }
+        }
     }
 
     /// Sends `batch` to the dead-letter output with `error`, or fails the run.
@@ -217,7 +234,15 @@ impl Guarded {
         }
         let now = out.now();
         if let Some(b) = &mut self.breaker {
-            if !b.allow(now) {
+            let before = b.state();
+            let allowed = b.allow(now);
+            let after = b.state();
+            if after != before {
+                if let Some(o) = &self.observer {
+                    o.on_circuit_change(&self.stage_id, after);
+                }
+            }
+            if !allowed {
                 self.stats.refused += 1;
                 return self.dead_letter(&batch, "circuit breaker open".into());
             }
@@ -227,9 +252,7 @@ impl Guarded {
         for attempt in 1..=attempts {
             match self.attempt(&batch, now) {
                 Attempt::Done(mut scratch, took) => {
-                    if let Some(b) = &mut self.breaker {
-                        b.record(now, true, took.as_secs_f64() * 1e3);
-                    }
+                    self.record_outcome(now, true, took);
                     for (port, b) in scratch.drain() {
                         out.emit_to(port, b);
                     }
@@ -237,9 +260,7 @@ impl Guarded {
                     return Ok(());
                 }
                 Attempt::Failed(error, took) => {
-                    if let Some(b) = &mut self.breaker {
-                        b.record(now, false, took.as_secs_f64() * 1e3);
-                    }
+                    self.record_outcome(now, false, took);
                     last = error;
                     if attempt < attempts {
                         self.stats.retries += 1;
@@ -297,6 +318,7 @@ impl GuardStatsHandle {
 impl Stage for Guarded {
     fn open(&mut self, ctx: &StageContext) -> Result<()> {
         self.stage_id = ctx.stage_id.clone();
+        self.observer = ctx.observer.clone();
         self.backoff = Some(self.policy.retry.backoff(ctx.partition as u64 + 1));
         self.breaker = match &self.policy.breaker {
             Some(config) => Some(CircuitBreaker::new(config.clone()).map_err(|e| Error::Stage {
@@ -404,6 +426,7 @@ impl crate::StageFactory for GuardedFactory {
             quarantined: None,
             stats: GuardStats::default(),
             shared: self.shared.clone(),
+            observer: None,
         })
     }
 }

@@ -53,6 +53,7 @@ pub struct AccumulateStage {
     finishing: bool,
     dead_letters: Option<DeadLetterQueue>,
     stage_id: String,
+    observer: Option<crate::ObserverRef>,
 }
 
 impl Clone for AccumulateStage {
@@ -78,6 +79,7 @@ impl AccumulateStage {
             finishing: false,
             dead_letters: None,
             stage_id: String::new(),
+            observer: None,
         }
     }
 
@@ -101,7 +103,16 @@ impl AccumulateStage {
         }
         let live = budget.stats().live_reservations.max(1);
         let target = (budget.effective_limit() / live).min(held) / 4 * 3;
+        let span = tracing::debug_span!(
+            "accumulator.spill",
+            stage = self.stage_id.as_str(),
+            held_bytes = held,
+            target_bytes = target,
+            spilled_keys = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let emitted = running.spill_to(target)?;
+        span.record("spilled_keys", running.spilled_keys());
         let held = running.bytes_held();
         self.spill_floor = held;
         if reservation.try_resize(held).is_err() {
@@ -161,6 +172,31 @@ impl AccumulateStage {
     }
 }
 
+/// The attributes of an `accumulator.update` span known after the push:
+/// rows emitted, their mean completeness, keys resident, whether state is
+/// spilled.
+fn record_update(
+    span: &tracing::Span,
+    emitted: Option<&RecordBatch>,
+    running: Option<&dyn RunningAccumulator>,
+) {
+    use arrow_array::cast::AsArray;
+    let rows = emitted.map_or(0, RecordBatch::num_rows);
+    span.record("emitted", rows);
+    let mean = emitted
+        .and_then(|b| b.column_by_name("acc_completeness"))
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Float64Type>())
+        .filter(|c| !c.is_empty())
+        .map(|c| c.values().iter().sum::<f64>() / c.len() as f64);
+    if let Some(mean) = mean {
+        span.record("completeness", mean);
+    }
+    if let Some(a) = running {
+        span.record("resident_keys", a.resident_keys());
+        span.record("spill", a.spilled_keys() > 0);
+    }
+}
+
 impl From<VarSet> for AccumulateStage {
     fn from(spec: VarSet) -> Self {
         Self::new(spec)
@@ -182,6 +218,7 @@ impl From<WindowAccumulator> for AccumulateStage {
 impl Stage for AccumulateStage {
     fn open(&mut self, ctx: &StageContext) -> Result<()> {
         self.stage_id = ctx.stage_id.clone();
+        self.observer = ctx.observer.clone();
         let mut running = self.spec.build_dyn(&ctx.input_schema)?;
         if let (Some(budget), true) = (&ctx.memory, self.spec.spills()) {
             // The engine decides when to spill (see `account`), not a fixed limit.
@@ -217,8 +254,32 @@ impl Stage for AccumulateStage {
 
     fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<()> {
         let now = out.now();
+        let span = tracing::trace_span!(
+            "accumulator.update",
+            stage = self.stage_id.as_str(),
+            batch_size = batch.num_rows(),
+            emitted = tracing::field::Empty,
+            completeness = tracing::field::Empty,
+            resident_keys = tracing::field::Empty,
+            spill = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let emitted = self.running(&batch.data.schema())?.push(&batch.data, now)?;
+        if !span.is_disabled() {
+            record_update(&span, emitted.as_ref(), self.running.as_deref());
+        }
+        let (rows, dead_before) =
+            (emitted.as_ref().map_or(0, RecordBatch::num_rows) as u64, self.dead_lettered);
         self.forward(out, emitted)?;
+        if let (Some(o), Some(a)) = (&self.observer, &self.running) {
+            let event = crate::AccumulatorEvent {
+                emitted: rows,
+                dead_lettered: self.dead_lettered - dead_before,
+                resident_keys: a.resident_keys() as u64,
+                spilled_keys: a.spilled_keys(),
+            };
+            o.on_accumulator_event(&self.stage_id, &event);
+        }
         if let Some(watermark) = batch.meta.watermark {
             let emitted = self.running(&batch.data.schema())?.observe_watermark(watermark)?;
             self.forward(out, emitted)?;

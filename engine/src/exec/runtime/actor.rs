@@ -534,10 +534,24 @@ impl Actor {
             }
             for b in current.drain(..) {
                 rows_in += b.num_rows() as u64;
+                // Fields are computed only when a subscriber wants the span.
+                let span = tracing::trace_span!(
+                    "stage.process",
+                    stage = self.stage_id(rt, k),
+                    engine = rt.engine,
+                    batch_size = b.num_rows(),
+                    queue_depth_in = self.queue_depth_in(rt),
+                    queue_depth_out = self.queue_depth_out(rt),
+                );
+                let _entered = span.enter();
                 if k == from { call(stage.as_mut(), b, emitter) } else { stage.process(b, emitter) }
                     .map_err(|e| {
                         bump(&c.errors, 1);
-                        e.in_stage(self.stage_id(rt, k))
+                        let e = e.in_stage(self.stage_id(rt, k));
+                        if let Some(o) = &rt.observer {
+                            o.on_error(self.stage_id(rt, k), &e);
+                        }
+                        e
                     })?;
                 for (port, out) in emitter.drain() {
                     rows_out += out.num_rows() as u64;
@@ -550,6 +564,7 @@ impl Actor {
                     }
                 }
             }
+            let mut sampled = None;
             if let Some(start) = t {
                 // The sampled unit is also the latency sample (one in
                 // `BUSY_SAMPLE`, counted once).
@@ -559,7 +574,12 @@ impl Actor {
                 if batches_in > 0 {
                     c.latency.record(took);
                 }
+                sampled = Some(std::time::Duration::from_nanos(took));
                 t = Some(now);
+            }
+            if let (Some(o), true) = (&rt.observer, batches_in > 0) {
+                let b = crate::BatchProcessed { rows_in, rows_out, batches_in, latency: sampled };
+                o.on_batch_processed(self.stage_id(rt, k), &b);
             }
             let batches_out = if k == last {
                 by_port.iter().map(|p| p.len() as u64).sum::<u64>()
@@ -577,6 +597,16 @@ impl Actor {
             std::mem::swap(&mut current, &mut next);
         }
         Ok(vec![Vec::new(); ports])
+    }
+
+    /// Units waiting on this actor's input links.
+    fn queue_depth_in(&self, rt: &Shared) -> usize {
+        self.inputs.iter().flat_map(|g| &g.links).map(|&l| rt.links[l].len()).sum()
+    }
+
+    /// Units waiting on this actor's output links.
+    fn queue_depth_out(&self, rt: &Shared) -> usize {
+        self.outputs.iter().flatten().flat_map(|e| &e.links).map(|&l| rt.links[l].len()).sum()
     }
 
     fn publish_pressure(&self, stage: &dyn crate::Stage, k: usize) {

@@ -61,6 +61,7 @@ pub(crate) struct Shared {
     pub(crate) pipeline: String,
     pub(crate) engine: &'static str,
     pub(crate) started: Instant,
+    pub(crate) observer: Option<crate::ObserverRef>,
     pool: Pool,
     live: AtomicUsize,
     aborted: AtomicBool,
@@ -263,7 +264,14 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
     let mut specs = specs;
     let mut failure = None;
     for spec in &mut specs {
-        if let Err(e) = open_actor(spec, &nodes, &pipeline, start, opts.memory_budget.as_ref()) {
+        let context = OpenContext {
+            pipeline: &pipeline,
+            start,
+            memory: opts.memory_budget.as_ref(),
+            observer: opts.observer.clone(),
+            engine: config.engine,
+        };
+        if let Err(e) = open_actor(spec, &nodes, &context) {
             failure = Some(e);
             break;
         }
@@ -318,6 +326,7 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
         pipeline: pipeline.clone(),
         engine: config.engine,
         started,
+        observer: opts.observer.clone(),
         pool,
         aborted: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
@@ -387,13 +396,22 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
     Ok(RunHandle::new(shared, driver))
 }
 
+/// What every stage instance of a run is opened with.
+struct OpenContext<'a> {
+    pipeline: &'a str,
+    start: i64,
+    memory: Option<&'a garner_pools::MemoryBudget>,
+    observer: Option<crate::ObserverRef>,
+    engine: &'static str,
+}
+
 fn open_actor(
     spec: &mut super::plan::ActorSpec,
     nodes: &[NodeInfo],
-    pipeline: &str,
-    start: i64,
-    memory: Option<&garner_pools::MemoryBudget>,
+    context: &OpenContext<'_>,
 ) -> Result<()> {
+    let OpenContext { pipeline, start, memory, observer, engine } = context;
+    let (pipeline, start, engine) = (*pipeline, *start, *engine);
     match &mut spec.body {
         Body::Chain(stages) => {
             for (k, stage) in stages.iter_mut().enumerate() {
@@ -409,8 +427,14 @@ fn open_actor(
                         .ok_or_else(|| Error::Internal("no input schema".into()))?,
                     start_time: start,
                     memory: memory.cloned(),
+                    observer: observer.clone(),
                 };
                 stage.open(&ctx).map_err(|e| e.in_stage(&node.id))?;
+                if let Some(o) = &observer {
+                    let info =
+                        crate::StageStart { partition: spec.instance, partitions: spec.instances, engine };
+                    o.on_stage_start(&node.id, &info);
+                }
             }
         }
         Body::Sink(sink) => {
