@@ -80,6 +80,7 @@ proptest! {
         ttl in prop::option::of(10u64..300),
         limit in prop::sample::select(vec![1u64, 2_000, 8_000, 30_000]),
         per_slice in prop::sample::select(vec![1u64, 3, 16_384]),
+        small_pieces in any::<bool>(),
     ) {
         // A limit of 1 spills every key after every call; the larger ones
         // spill some partitions and keep others, and reload them on deadlines.
@@ -100,6 +101,10 @@ proptest! {
         let mut spilling = v.build(&schema).unwrap().with_spill(options).unwrap();
         // Spilled partitions come back at the end whole, or in slices of their keys.
         spilling.set_finish_slice_for_test(per_slice);
+        if small_pieces {
+            // Every call's pieces go to the store, their entries to index blocks of two.
+            spilling.set_piece_limits_for_test(0, 2);
+        }
         let (expected, none) = run(&mut plain, &rows, cut);
         let (got, spilled) = run(&mut spilling, &rows, cut);
         prop_assert_eq!(none, 0);

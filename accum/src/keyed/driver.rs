@@ -33,7 +33,7 @@ use super::{
     policy::{AfterComplete, Policies},
     rejects::{with_error_column, Rejection, Rejects},
     spill::{Spill, SpillOptions, IN_MEMORY, RESTORED, SPILLED},
-    spill_parts::part_of,
+    spill_parts::{self, part_of},
     staging::{build, StagedRow},
     Accumulator, EmitReason, Generation, KeyView, WindowRule,
 };
@@ -362,6 +362,16 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     pub fn set_finish_slice_for_test(&mut self, per_slice: u64) {
         if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
             parts.finish_slice = per_slice.max(1);
+        }
+    }
+
+    /// Test hook: buffered bytes after which a partition's pieces are
+    /// stored, and stored pieces per index block (small, to test them).
+    #[doc(hidden)]
+    pub fn set_piece_limits_for_test(&mut self, piece_bytes: usize, index_block: usize) {
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.piece_limit = piece_bytes;
+            parts.index_block = index_block.max(1);
         }
     }
 
@@ -1120,7 +1130,16 @@ impl<A: Accumulator> Core<A> {
                 spill.store.free(h);
             }
             if let Some(parts) = &mut spill.parts {
-                for h in parts.drain_handles() {
+                let (handles, index) = parts.drain_handles();
+                for block in index {
+                    // The block's entries are records too.
+                    if let Ok(entries) = spill.store.take(block).map(|b| spill_parts::decode_index(&b)) {
+                        for (h, _) in entries.into_iter().flatten() {
+                            spill.store.free(h);
+                        }
+                    }
+                }
+                for h in handles {
                     spill.store.free(h);
                 }
             }

@@ -55,6 +55,36 @@ pub(crate) const PIECES_CAP: usize = 4 << 20;
 /// partition comes back in slices of its keys.
 pub(crate) const FINISH_SLICE: u64 = 32_768;
 
+/// Stored-piece entries per index block.
+pub(crate) const INDEX_BLOCK: usize = 128;
+
+/// An index block: `(handle, rows)` entries as bytes.
+pub(crate) fn encode_index(entries: &[(SpillHandle, usize)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * (SpillHandle::BYTES + 4));
+    for (h, rows) in entries {
+        out.extend_from_slice(&h.to_bytes());
+        out.extend_from_slice(&(*rows as u32).to_le_bytes());
+    }
+    out
+}
+
+/// What [`encode_index`] wrote.
+pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<(SpillHandle, usize)>> {
+    let entry = SpillHandle::BYTES + 4;
+    if bytes.len() % entry != 0 {
+        return Err(Error::Internal("a spill index block of a partial entry".into()));
+    }
+    bytes
+        .chunks(entry)
+        .map(|e| {
+            let h = SpillHandle::from_bytes(&e[..SpillHandle::BYTES])
+                .ok_or_else(|| Error::Internal("a spill index block names no record".into()))?;
+            let rows = u32::from_le_bytes(e[SpillHandle::BYTES..].try_into().expect("4 bytes")) as usize;
+            Ok((h, rows))
+        })
+        .collect()
+}
+
 /// Column of a piece: the watermark its row arrived under.
 const WATERMARK_COLUMN: &str = "_garner_watermark";
 /// Column of a piece: the row's time (null when it had none).
@@ -99,7 +129,11 @@ pub(crate) struct Run {
 pub(crate) struct Part {
     pub(crate) spilled: bool,
     pub(crate) runs: Vec<Run>,
-    /// Pieces in the store (handle, rows), oldest first.
+    /// Blocks of [`INDEX_BLOCK`] stored-piece entries, themselves in the
+    /// store (handle, entries), oldest first: what memory keeps of a
+    /// partition's buffered fragments stays small however long the input.
+    pub(crate) index: Vec<(SpillHandle, u32)>,
+    /// Pieces in the store (handle, rows), after those the index names.
     pub(crate) stored: Vec<(SpillHandle, usize)>,
     /// Pieces in memory, after the stored ones.
     pub(crate) pieces: Vec<RecordBatch>,
@@ -138,6 +172,10 @@ pub(crate) struct Parts {
     pub(crate) finishing: Option<Finishing>,
     /// Generations and fragments per slice at the end of input.
     pub(crate) finish_slice: u64,
+    /// Buffered bytes after which a partition's pieces go to the store.
+    pub(crate) piece_limit: usize,
+    /// Stored-piece entries per index block.
+    pub(crate) index_block: usize,
 }
 
 impl Default for Parts {
@@ -155,6 +193,8 @@ impl Default for Parts {
             piece_schema: None,
             finishing: None,
             finish_slice: FINISH_SLICE,
+            piece_limit: PIECE_BYTES,
+            index_block: INDEX_BLOCK,
         }
     }
 }
@@ -177,15 +217,17 @@ impl Parts {
         part
     }
 
-    /// Handles of every record held (to free them all).
-    pub(crate) fn drain_handles(&mut self) -> Vec<SpillHandle> {
-        let mut handles = Vec::new();
+    /// Handles of every record held, to free them all: the records, and
+    /// the index blocks (whose entries the caller frees too).
+    pub(crate) fn drain_handles(&mut self) -> (Vec<SpillHandle>, Vec<SpillHandle>) {
+        let (mut handles, mut index) = (Vec::new(), Vec::new());
         let finishing = self.finishing.take().map(|f| f.part);
         for part in (0..PARTS).map(|p| self.take(p)).chain(finishing) {
             handles.extend(part.runs.iter().flat_map(|r| [r.keys, r.states]));
             handles.extend(part.stored.iter().map(|&(h, _)| h));
+            index.extend(part.index.iter().map(|&(h, _)| h));
         }
-        handles
+        (handles, index)
     }
 
     pub(crate) fn bytes_held(&self) -> usize {
@@ -194,7 +236,11 @@ impl Parts {
             + self
                 .parts
                 .iter()
-                .map(|p| p.runs.capacity() * std::mem::size_of::<Run>() + p.stored.capacity() * 32)
+                .map(|p| {
+                    p.runs.capacity() * std::mem::size_of::<Run>()
+                        + p.stored.capacity() * 32
+                        + p.index.capacity() * 32
+                })
                 .sum::<usize>()
     }
 }
@@ -288,6 +334,17 @@ mod tests {
         assert_eq!((times.value(0), times.is_null(1)), (12, true));
         assert!(split(&batch).is_err(), "a batch without the columns is refused");
         assert!(decode(b"not ipc").is_err());
+    }
+
+    #[test]
+    fn index_blocks_round_trip_and_bad_ones_are_errors() {
+        let mut store =
+            garner_pools::SpillStore::new(garner_pools::SpillConfig::memory_only(1 << 20)).unwrap();
+        let entries: Vec<(SpillHandle, usize)> =
+            (0..5).map(|i| (store.put(&[i as u8; 10]).unwrap(), i * 100)).collect();
+        let back = decode_index(&encode_index(&entries)).unwrap();
+        assert_eq!(back, entries);
+        assert!(decode_index(&[0; 7]).is_err());
     }
 
     #[test]

@@ -63,9 +63,37 @@ pub struct SpillHandle {
 }
 
 impl SpillHandle {
+    /// Bytes of [`to_bytes`](Self::to_bytes).
+    pub const BYTES: usize = 21;
+
     /// The tier holding the record.
     pub fn tier(&self) -> Tier {
         self.tier
+    }
+
+    /// The handle as bytes, to keep lists of handles in the store itself.
+    pub fn to_bytes(&self) -> [u8; Self::BYTES] {
+        let mut out = [0; Self::BYTES];
+        out[0..8].copy_from_slice(&self.offset.to_le_bytes());
+        out[8..12].copy_from_slice(&self.id.to_le_bytes());
+        out[12..16].copy_from_slice(&self.len.to_le_bytes());
+        out[16..20].copy_from_slice(&self.seq.to_le_bytes());
+        out[20] = self.tier.index() as u8;
+        out
+    }
+
+    /// What [`to_bytes`](Self::to_bytes) wrote; `None` for bytes no handle
+    /// gives (a wrong length or tier).
+    pub fn from_bytes(bytes: &[u8]) -> Option<SpillHandle> {
+        let bytes: &[u8; Self::BYTES] = bytes.try_into().ok()?;
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        Some(SpillHandle {
+            offset: u64::from_le_bytes(bytes[0..8].try_into().ok()?),
+            id: u32_at(8),
+            len: u32_at(12),
+            seq: u32_at(16),
+            tier: *Tier::ALL.get(usize::from(bytes[20]))?,
+        })
     }
 
     /// Bytes the record occupies on its tier: the 12-byte frame header plus
@@ -78,5 +106,20 @@ impl SpillHandle {
     /// The framed length as a `usize` index.
     pub(crate) fn len_usize(&self) -> usize {
         self.len as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_round_trip_through_bytes() {
+        let h = SpillHandle { offset: 1 << 40, id: 7, len: 4096, seq: u32::MAX, tier: Tier::File };
+        assert_eq!(SpillHandle::from_bytes(&h.to_bytes()), Some(h));
+        let mut bad = h.to_bytes();
+        bad[20] = 3;
+        assert_eq!(SpillHandle::from_bytes(&bad), None);
+        assert_eq!(SpillHandle::from_bytes(&[0; 5]), None);
     }
 }

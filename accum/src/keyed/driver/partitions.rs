@@ -2,14 +2,14 @@
 //! [`spill_parts`](crate::keyed::spill_parts) for the model).
 
 use arrow_array::RecordBatch;
-use garner_pools::SpillError;
+use garner_pools::{SpillError, SpillHandle};
 
 use super::{KeyedAccumulator, NO_GEN, RESTORED};
 use crate::{
     error::{Error, Result},
     keyed::spill::IN_MEMORY,
     keyed::{
-        spill_parts::{self, part_of, Run, PARTS, PIECES_CAP, PIECE_BYTES, RUN_GENERATIONS},
+        spill_parts::{self, part_of, Run, PARTS, PIECES_CAP, RUN_GENERATIONS},
         Accumulator, EmitReason,
     },
     spill_codec::{self, Reader},
@@ -71,7 +71,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             part.pieces.push(piece);
             part.piece_bytes += bytes;
             parts.piece_bytes += bytes;
-            if part.piece_bytes > PIECE_BYTES || parts.piece_bytes > PIECES_CAP {
+            if part.piece_bytes > parts.piece_limit || parts.piece_bytes > PIECES_CAP {
                 let encoded = spill_parts::encode(&part.pieces)?;
                 match spill.store.put(&encoded) {
                     Ok(handle) => {
@@ -80,6 +80,13 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                         part.pieces.clear();
                         parts.piece_bytes -= part.piece_bytes;
                         part.piece_bytes = 0;
+                        if part.stored.len() >= parts.index_block {
+                            // The entries go to the store too, as one index block.
+                            if let Ok(block) = spill.store.put(&spill_parts::encode_index(&part.stored)) {
+                                part.index.push((block, part.stored.len() as u32));
+                                part.stored.clear();
+                            }
+                        }
                     }
                     // No room: the pieces stay in memory (counted); nothing is lost.
                     Err(_) => parts.piece_failures += 1,
@@ -293,7 +300,36 @@ impl<A: Accumulator> KeyedAccumulator<A> {
 
     /// Replays partition `p`'s buffered fragments of `slice`, oldest first.
     fn replay_part(&mut self, p: usize, part: &spill_parts::Part, slice: Slice) -> Result<()> {
-        for &(handle, rows) in &part.stored {
+        for &(block, entries) in &part.index {
+            let Some(spill) = self.core.spill.as_mut() else { break };
+            let read = if slice.is_last() { spill.store.take(block) } else { spill.store.get(block) };
+            match read
+                .map_err(spill_reason)
+                .and_then(|b| spill_parts::decode_index(&b).map_err(|e| e.to_string()))
+            {
+                Ok(stored) => self.replay_stored(p, &stored, slice)?,
+                // The block's pieces cannot be found: said (once), never silent.
+                Err(reason) if slice.is_first() => {
+                    spill.corrupted += 1;
+                    self.spill_errors.push(Error::Serialization {
+                        key: format!("{entries} buffered piece records of spill partition {p}"),
+                        tier: block.tier().as_str().to_owned(),
+                        reason,
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        self.replay_stored(p, &part.stored, slice)?;
+        for piece in &part.pieces {
+            self.replay(piece, slice)?;
+        }
+        Ok(())
+    }
+
+    /// Replays the stored pieces `stored` of partition `p`, in order.
+    fn replay_stored(&mut self, p: usize, stored: &[(SpillHandle, usize)], slice: Slice) -> Result<()> {
+        for &(handle, rows) in stored {
             let Some(spill) = self.core.spill.as_mut() else { break };
             let bytes = if slice.is_last() { spill.store.take(handle) } else { spill.store.get(handle) };
             match bytes {
@@ -313,9 +349,6 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 }
                 Err(_) => {}
             }
-        }
-        for piece in &part.pieces {
-            self.replay(piece, slice)?;
         }
         Ok(())
     }
