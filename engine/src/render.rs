@@ -19,15 +19,40 @@ fn edge_label(graph: &PipelineGraph, e: &crate::Edge) -> String {
     parts.join(" ")
 }
 
-fn node_label(kind: StageKind, id: &str) -> String {
-    format!("{id}<br/><i>{}</i>", kind.name())
+fn node_label(kind: StageKind, id: &str, notes: &[String]) -> String {
+    let mut label = format!("{id}<br/><i>{}</i>", kind.name());
+    for note in notes {
+        label.push_str("<br/>");
+        label.push_str(note);
+    }
+    label
+}
+
+impl PipelineGraph {
+    /// [`to_mermaid`](Self::to_mermaid) with lines of text under each
+    /// stage's id and kind: `notes(stage_id)` (e.g. a run's figures; no
+    /// lines, no change).
+    pub fn to_mermaid_annotated(&self, notes: impl Fn(&str) -> Vec<String>) -> String {
+        mermaid_with(self, &notes)
+    }
+
+    /// [`to_dot`](Self::to_dot) with lines of text under each stage's id
+    /// and kind, as [`to_mermaid_annotated`](Self::to_mermaid_annotated).
+    pub fn to_dot_annotated(&self, notes: impl Fn(&str) -> Vec<String>) -> String {
+        dot_with(self, &notes)
+    }
 }
 
 /// A Mermaid flowchart.
 pub(crate) fn mermaid(graph: &PipelineGraph) -> String {
+    mermaid_with(graph, &|_| Vec::new())
+}
+
+/// A Mermaid flowchart, `notes` under each stage's kind.
+fn mermaid_with(graph: &PipelineGraph, notes: &dyn Fn(&str) -> Vec<String>) -> String {
     let mut s = String::from("flowchart LR\n");
     for (i, n) in graph.nodes.iter().enumerate() {
-        let label = node_label(n.kind, &n.id).replace('"', "'");
+        let label = node_label(n.kind, &n.id, &notes(&n.id)).replace('"', "'");
         let (open, close) = match n.kind {
             StageKind::Source => ("[(", ")]"),
             StageKind::Sink => ("[/", "/]"),
@@ -51,6 +76,11 @@ pub(crate) fn mermaid(graph: &PipelineGraph) -> String {
 
 /// A Graphviz digraph.
 pub(crate) fn dot(graph: &PipelineGraph) -> String {
+    dot_with(graph, &|_| Vec::new())
+}
+
+/// A Graphviz digraph, `notes` under each stage's kind.
+fn dot_with(graph: &PipelineGraph, notes: &dyn Fn(&str) -> Vec<String>) -> String {
     let mut s =
         format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n", escape(&graph.name));
     for (i, n) in graph.nodes.iter().enumerate() {
@@ -62,7 +92,9 @@ pub(crate) fn dot(graph: &PipelineGraph) -> String {
             StageKind::Merge => "circle",
             StageKind::Transform => "box",
         };
-        let _ = writeln!(s, "  n{i} [label=\"{}\\n({})\", shape={shape}];", escape(&n.id), n.kind.name());
+        let extra: String = notes(&n.id).iter().map(|note| format!("\\n{}", escape(note))).collect();
+        let _ =
+            writeln!(s, "  n{i} [label=\"{}\\n({}){extra}\", shape={shape}];", escape(&n.id), n.kind.name());
     }
     for e in &graph.edges {
         let _ = writeln!(s, "  n{} -> n{} [label=\"{}\"];", e.from, e.to, escape(&edge_label(graph, e)));

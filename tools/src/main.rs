@@ -7,10 +7,12 @@ mod interrupt;
 mod malloc;
 mod metrics;
 mod plan;
+mod report;
 mod rss;
 mod run;
 mod simulate;
 mod spec;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,8 @@ enum Command {
     Graph(GraphArgs),
     /// Simulate a pipeline's throughput and peak memory from per-stage costs.
     Simulate(simulate::SimulateArgs),
+    /// Draw a `run --timeline` file over time as HTML or SVG.
+    Report(report::ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +56,10 @@ struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     format: GraphFormat,
+    /// Annotate each stage with a run's rows in and out and rows/s, from
+    /// `garner run --metrics-out FILE.json` (or a `--timeline` file's last line).
+    #[arg(long, value_name = "FILE")]
+    with_metrics: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,9 +71,20 @@ enum GraphFormat {
 fn graph(args: GraphArgs) -> anyhow::Result<()> {
     let spec = run::load_spec(&args.spec)?;
     let graph = plan::build(&spec, None)?;
+    let metrics = args.with_metrics.as_deref().map(timeline::read_last).transpose()?;
+    if let (Some(m), Some(path)) = (&metrics, &args.with_metrics) {
+        anyhow::ensure!(
+            graph.nodes().iter().any(|n| m.stage(&n.id).is_some()),
+            "--with-metrics {}: no stage of {} is in it (pipeline `{}`)",
+            path.display(),
+            args.spec.display(),
+            m.pipeline
+        );
+    }
+    let notes = |id: &str| metrics.as_ref().map(|m| report::stage_notes(m, id)).unwrap_or_default();
     match args.format {
-        GraphFormat::Mermaid => print!("{}", graph.to_mermaid()),
-        GraphFormat::Dot => print!("{}", graph.to_dot()),
+        GraphFormat::Mermaid => print!("{}", graph.to_mermaid_annotated(notes)),
+        GraphFormat::Dot => print!("{}", graph.to_dot_annotated(notes)),
     }
     Ok(())
 }
@@ -79,6 +98,7 @@ fn main() -> ExitCode {
         Command::Gen(a) => gen::gen(a),
         Command::Graph(a) => graph(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Report(a) => report::report(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use garner::engine::exec::EngineKind;
+use garner::engine::telemetry::Redactor;
 use garner::engine::{Progress, RunOptions};
 use garner::pools::ByteSize;
 
-use crate::display::{human, summary, LiveProgress};
+use crate::display::{human, summary_with, LiveProgress, QueueSampler};
 use crate::metrics::{MetricsOut, MetricsServer};
 use crate::spec::{self, Spec, StageSpec};
+use crate::timeline::TimelineWriter;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -36,6 +38,14 @@ pub(crate) struct RunArgs {
     /// while the run goes on, e.g. 127.0.0.1:9898 (port 0: any free port).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// Write a JSON-lines timeline to FILE: one metrics snapshot per
+    /// interval while the run goes on, and a final one (`garner report`
+    /// draws it).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) timeline: Option<PathBuf>,
+    /// How often `--timeline` takes a snapshot, e.g. 250ms.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::timeline::parse_interval)]
+    pub(crate) timeline_interval: std::time::Duration,
 }
 
 /// Reads and checks a spec file; relative paths in it are relative to it.
@@ -69,12 +79,14 @@ fn warn_about(spec: &Spec, budget: Option<ByteSize>, quiet: bool) {
     }
 }
 
-/// Writes the run's dead letters to `path`; with none, no file is written
-/// (and an old one is removed, so the file never belongs to another run).
+/// Writes the run's dead letters to `path`, the columns `redactor` names
+/// redacted; with none, no file is written (and an old one is removed, so
+/// the file never belongs to another run).
 fn write_dead_letters(
     queue: &garner::engine::DeadLetterQueue,
     format: garner::columnar::Format,
     path: &std::path::Path,
+    redactor: Option<&Redactor>,
 ) -> Result<u64> {
     if queue.rows() == 0 {
         match std::fs::remove_file(path) {
@@ -83,7 +95,19 @@ fn write_dead_letters(
         }
     }
     let mut sink = garner::columnar::sink::create_sink(format, path)?;
-    let rows = queue.write_to(sink.as_mut())?;
+    let rows = match redactor {
+        // As `DeadLetterQueue::write_to`, the named columns redacted.
+        Some(r) => match queue.concat()? {
+            Some(all) => {
+                let all = r.redact_batch(&all)?;
+                sink.open(all.schema())?;
+                sink.write(&all)?;
+                all.num_rows() as u64
+            }
+            None => 0,
+        },
+        None => queue.write_to(sink.as_mut())?,
+    };
     sink.finish()?;
     sink.commit()?;
     Ok(rows)
@@ -110,20 +134,45 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     if let Some(s) = &server {
         eprintln!("metrics: serving http://{}/metrics", s.addr());
     }
+    let timeline =
+        args.timeline.clone().map(|p| TimelineWriter::create(p, args.timeline_interval)).transpose()?;
     let progress = Arc::new(Progress::default());
     let live = LiveProgress::start(progress.clone(), args.quiet);
     let mut options = RunOptions::default().with_progress(progress);
     if let Some(b) = budget {
         options = options.with_memory_budget(b);
     }
+    if let Some(ratio) = spec.pipeline.alert_partial_ratio {
+        options = options.with_partial_alert(ratio); // checked in [0, 1] by spec::parse
+    }
+    if !spec.pipeline.redact.is_empty() {
+        let mut redactor = Redactor::new(spec.pipeline.redact.iter().cloned());
+        // Dead-lettered fragments carry variables as (var, value) rows.
+        for stage in &spec.stages {
+            if let StageSpec::Accumulate(a) = stage {
+                let (var, value) = (a.var_column.as_deref(), a.value_column.as_deref());
+                redactor = redactor.with_fragment_columns(var.unwrap_or("var"), value.unwrap_or("value"));
+            }
+        }
+        options.redactor = Some(redactor);
+    }
+    let (partial_alert, redactor) = (options.partial_alert, options.redactor.clone());
+    let mut sampler = None;
     let result = engine.create(threads).spawn(graph, options).and_then(|h| {
         if let Some(s) = &server {
             s.serve(h.monitor());
+        }
+        if let Some(t) = &timeline {
+            t.record(h.monitor());
+        }
+        if !args.quiet {
+            sampler = Some(QueueSampler::start(h.monitor()));
         }
         crate::interrupt::watch(h, args.quiet)
     });
     drop(server);
     live.stop();
+    let max_queue = sampler.map(QueueSampler::finish);
     let (report, drained) = match result? {
         crate::interrupt::Ended::Completed(r) => (r, false),
         crate::interrupt::Ended::Drained(r) => (r, true),
@@ -131,9 +180,12 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     if let Some(out) = &metrics_out {
         out.write(&report)?;
     }
+    if let Some(t) = timeline {
+        t.finish(&report)?;
+    }
     if let (Some(queue), Some(d)) = (&dead_letters, &spec.pipeline.dead_letter) {
         let path = spec.resolve(&d.path);
-        let rows = write_dead_letters(queue, d.format(), &path)
+        let rows = write_dead_letters(queue, d.format(), &path, redactor.as_ref())
             .with_context(|| format!("cannot write the dead-letter output {}", path.display()))?;
         if !args.quiet {
             let by_stage: Vec<String> = queue.by_stage().iter().map(|(s, n)| format!("{s}: {n}")).collect();
@@ -141,7 +193,7 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
         }
     }
     if !args.quiet {
-        eprint!("{}", summary(&report));
+        eprint!("{}", summary_with(&report, max_queue.as_ref()));
         eprintln!(
             "{} rows in, {} rows out in {:.2}s ({} rows/s, engine {}), peak RSS {}",
             report.rows_in(),
@@ -151,6 +203,10 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
             report.engine,
             crate::rss::peak_rss_text()
         );
+    }
+    // Alerts are warnings: shown with --quiet too.
+    for alert in partial_alert.map(|a| a.check(&report.metrics())).unwrap_or_default() {
+        eprintln!("alert: {alert}");
     }
     if drained {
         return Err(crate::interrupt::Interrupted.into());

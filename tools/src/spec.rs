@@ -47,6 +47,13 @@ pub(crate) struct PipelineSection {
     pub(crate) memory_budget: Option<ByteSize>,
     /// `dead_letter = { format = "parquet", path = "dlq.parquet" }`.
     pub(crate) dead_letter: Option<DeadLetterSpec>,
+    /// `alert_partial_ratio = 0.2`: alert when an accumulate stage flushes
+    /// more than this share of its rows as partials (checked by [`parse`]).
+    pub(crate) alert_partial_ratio: Option<f64>,
+    /// `redact = ["name", "limit"]`: columns whose values dead letters and
+    /// messages do not show.
+    #[serde(default)]
+    pub(crate) redact: Vec<String>,
 }
 
 /// Where the run's dead letters go.
@@ -521,6 +528,8 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Spec, SpecError> {
             threads: None,
             memory_budget: None,
             dead_letter: None,
+            alert_partial_ratio: None,
+            redact: Vec::new(),
         },
     };
     let mut pipeline = pipeline;
@@ -529,6 +538,15 @@ pub(crate) fn parse(text: &str, base_dir: &Path) -> Result<Spec, SpecError> {
     }
     if pipeline.threads == Some(0) {
         return Err(err("pipeline.threads", "must be at least 1"));
+    }
+    if let Some(r) = pipeline.alert_partial_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+        return Err(err(
+            "pipeline.alert_partial_ratio",
+            format!("{r} is not a ratio in [0, 1] (write 0.2 for 20%)"),
+        ));
+    }
+    if pipeline.redact.iter().any(String::is_empty) {
+        return Err(err("pipeline.redact", "a column name is empty"));
     }
     let stages = match table.remove("stage") {
         Some(toml::Value::Array(items)) => items,
@@ -879,6 +897,23 @@ path = "assembled.parquet"
             StageSpec::Accumulate(a) => assert_eq!(a.partial_flush_after.unwrap().0, Duration::from_secs(10)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn alert_and_redaction_keys_parse_and_bad_values_name_their_key() {
+        let with = |keys: &str| GOOD.replace("memory_budget = \"512MiB\"", keys);
+        let spec = parse(&with("alert_partial_ratio = 0.2\nredact = [\"name\", \"limit\"]"), Path::new("."))
+            .unwrap();
+        assert_eq!(spec.pipeline.alert_partial_ratio, Some(0.2));
+        assert_eq!(spec.pipeline.redact, ["name", "limit"]);
+        let spec = parse(GOOD, Path::new(".")).unwrap();
+        assert!(spec.pipeline.alert_partial_ratio.is_none() && spec.pipeline.redact.is_empty());
+        let e = parse_err(&with("alert_partial_ratio = 20"));
+        assert!(e.starts_with("pipeline.alert_partial_ratio: 20 is not a ratio in [0, 1]"), "{e}");
+        let e = parse_err(&with("redact = \"name\""));
+        assert!(e.starts_with("pipeline.redact: invalid type"), "{e}");
+        let e = parse_err(&with("redact = [\"\"]"));
+        assert!(e.starts_with("pipeline.redact: a column name is empty"), "{e}");
     }
 
     #[test]

@@ -212,8 +212,10 @@ fn notes_and_warnings_say_what_the_spec_does_not_do() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("warning: stage[2] (branch `split`) has no `otherwise`"), "{err}");
-    let line = err.lines().find(|l| l.starts_with("split")).unwrap_or_default();
-    assert!(line.contains("dropped (no route matched)"), "{err}");
+    let row: Vec<&str> =
+        err.lines().find(|l| l.starts_with("split ")).unwrap_or_default().split_whitespace().collect();
+    assert!(row.last().is_some_and(|n| *n != "0"), "the dropped column counts them: {err}");
+    assert!(err.contains("\n  split: ") && err.contains("dropped (no route matched"), "{err}");
 }
 
 #[test]
@@ -244,7 +246,9 @@ fn a_small_memory_budget_spills_and_changes_no_row() {
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("2000 rows out"), "{err}");
-    assert!(err.contains("spilled"), "the summary reports the spills: {err}");
+    let row: Vec<&str> =
+        err.lines().find(|l| l.starts_with("assemble ")).unwrap_or_default().split_whitespace().collect();
+    assert!(row.get(10).is_some_and(|n| *n != "0" && *n != "-"), "the summary reports the spills: {err}");
 }
 
 #[test]
@@ -434,4 +438,96 @@ fn bad_csv_rows_go_to_the_dead_letter_file_and_the_good_ones_assemble_exactly() 
         "{dlq}"
     );
     assert!(rows.iter().any(|r| r.contains("garbage")), "the raw line is kept: {dlq}");
+}
+
+/// Subject 1 completes, then two of its fragments come again (dead
+/// letters, `after_complete = "drop"`); subjects 2, 3 and 4 stay partial.
+const MOSTLY_PARTIAL: &str = "subject_id,var,value,ts
+1,id,A1,1
+1,name,Alice Smith,2
+1,riskClass,high,3
+1,limit,5000,4
+1,name,Alice Smith,5
+1,limit,7000,6
+2,name,Bob Jones,7
+3,name,Carol Brown,8
+4,limit,100,9
+";
+
+fn mostly_partial_spec(pipeline: &str) -> String {
+    format!(
+        r#"
+[pipeline]
+engine = "steal"
+threads = 2
+dead_letter = {{ path = "dlq.jsonl" }}
+{pipeline}
+
+[[stage]]
+id = "read"
+kind = "source"
+path = "in.csv"
+
+[[stage]]
+id = "assemble"
+kind = "accumulate"
+key = "subject_id"
+require = ["id", "name", "riskClass", "limit"]
+after_complete = "drop"
+
+[[stage]]
+id = "write"
+kind = "sink"
+path = "out.csv"
+"#
+    )
+}
+
+#[test]
+fn a_stage_flushing_mostly_partials_raises_the_alert_even_when_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("in.csv"), MOSTLY_PARTIAL).unwrap();
+    let alert = "alert: stage assemble flushed 75% of its records as partials (threshold 20%)";
+    for quiet in [false, true] {
+        std::fs::write(d.join("p.toml"), mostly_partial_spec("alert_partial_ratio = 0.2")).unwrap();
+        let o = garner(if quiet { &["run", "p.toml", "--quiet"] } else { &["run", "p.toml"] }, d);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(err.lines().any(|l| l == alert), "{err}");
+        if !quiet {
+            // The summary's accumulate row: 1 complete, 3 partial.
+            let row: Vec<&str> =
+                err.lines().find(|l| l.starts_with("assemble ")).unwrap().split_whitespace().collect();
+            assert_eq!(row[8..10], ["1", "3"], "{err}");
+        }
+    }
+    // Under the threshold, or none set: no alert.
+    for pipeline in ["alert_partial_ratio = 0.8", ""] {
+        std::fs::write(d.join("p.toml"), mostly_partial_spec(pipeline)).unwrap();
+        let o = garner(&["run", "p.toml"], d);
+        assert!(o.status.success() && !stderr(&o).contains("alert:"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn redacted_variables_are_kept_out_of_the_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("in.csv"), MOSTLY_PARTIAL).unwrap();
+    let run = |pipeline: &str| {
+        std::fs::write(d.join("p.toml"), mostly_partial_spec(pipeline)).unwrap();
+        let o = garner(&["run", "p.toml"], d);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read_to_string(d.join("dlq.jsonl")).unwrap()
+    };
+    let plain = run("");
+    assert!(plain.contains("Alice Smith") && plain.contains("7000"), "{plain}");
+    let redacted = run("redact = [\"name\", \"limit\"]");
+    assert_eq!(redacted.lines().count(), 2, "{redacted}");
+    assert!(!redacted.contains("Alice Smith") && !redacted.contains("7000"), "{redacted}");
+    assert_eq!(redacted.matches("\"value\":\"<redacted>\"").count(), 2, "{redacted}");
+    assert!(redacted.contains("\"var\":\"name\"") && redacted.contains("after_complete"), "{redacted}");
+    // The assembled output is data, not telemetry: untouched.
+    assert!(std::fs::read_to_string(d.join("out.csv")).unwrap().contains("Alice Smith"));
 }

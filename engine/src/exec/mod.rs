@@ -72,6 +72,15 @@ pub struct RunOptions {
     /// Hooks the run calls (stage start, batches, accumulator events,
     /// errors, circuit changes).
     pub observer: Option<crate::ObserverRef>,
+    /// Alert when an accumulate stage flushes more than this share of its
+    /// rows as partials. The engines do not check it: whoever finishes the
+    /// run does, with [`PartialAlert::check`](crate::telemetry::PartialAlert::check)
+    /// on the report's metrics (`garner run` does).
+    pub partial_alert: Option<crate::telemetry::PartialAlert>,
+    /// Column values to keep out of dead letters and messages (see
+    /// [`Redactor`](crate::telemetry::Redactor)). Applied where rows are
+    /// written out: `garner run` redacts the dead letters it writes.
+    pub redactor: Option<crate::telemetry::Redactor>,
 }
 
 impl Default for RunOptions {
@@ -84,6 +93,8 @@ impl Default for RunOptions {
             memory_budget: None,
             effective_queue: None,
             observer: None,
+            partial_alert: None,
+            redactor: None,
         }
     }
 }
@@ -123,6 +134,29 @@ impl RunOptions {
     /// A memory budget of `limit` for the run's stateful stages.
     pub fn with_memory_budget(mut self, limit: garner_pools::ByteSize) -> Self {
         self.memory_budget = Some(garner_pools::MemoryBudget::new(limit));
+        self
+    }
+
+    /// Alerts when an accumulate stage flushes more than `ratio` (in
+    /// `[0, 1]`, e.g. `0.2`) of its rows as partials (see
+    /// [`partial_alert`](Self::partial_alert)).
+    ///
+    /// # Panics
+    ///
+    /// If `ratio` is outside `[0, 1]`; check it with
+    /// [`PartialAlert::try_new`](crate::telemetry::PartialAlert::try_new) first.
+    pub fn with_partial_alert(mut self, ratio: f64) -> Self {
+        self.partial_alert = Some(crate::telemetry::PartialAlert::new(ratio));
+        self
+    }
+
+    /// Redacts the values of `columns` (see [`redactor`](Self::redactor)).
+    pub fn with_redacted_columns<I, S>(mut self, columns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redactor = Some(crate::telemetry::Redactor::new(columns));
         self
     }
 

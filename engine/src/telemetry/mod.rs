@@ -40,14 +40,18 @@
 //! assert_eq!(scraped.value("stage_latency_count", &[("stage", "big")]), Some(1.0));
 //! ```
 
+mod alert;
 mod histogram;
 #[cfg(test)]
 mod live_tests;
 pub mod prometheus;
+mod redact;
 mod snapshot;
 
+pub use alert::{PartialAlert, PartialFlushAlert};
 pub(crate) use histogram::AtomicBatchLatency;
 pub use histogram::{BatchLatency, Histogram, LATENCY_BUCKETS};
+pub use redact::{Redactor, MIN_SCRUBBED_LEN, REDACTED};
 pub(crate) use snapshot::LiveGauges;
 pub use snapshot::{
     AccumulatorMetrics, BackpressureEvents, BatchAdjustments, FlowMetrics, MetricsSnapshot, StageMetrics,
