@@ -44,8 +44,10 @@ impl LiveProgress {
                 let rows_in = Progress::get(&progress.rows_in);
                 bar.set_position(rows_in);
                 let rate = rows_in as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let memory = garner::pools::resident_bytes()
+                    .map_or_else(|| "n/a".to_owned(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)));
                 bar.set_message(format!(
-                    "| {} rows out | {}/s | {} keys resident | {} spilled",
+                    "| {} rows out | {}/s | {} keys resident | {} spilled | {memory} resident",
                     human(Progress::get(&progress.rows_out)),
                     human(rate as u64),
                     human(Progress::get(&progress.keys_resident)),

@@ -60,12 +60,44 @@ struct GraphArgs {
     /// `garner run --metrics-out FILE.json` (or a `--timeline` file's last line).
     #[arg(long, value_name = "FILE")]
     with_metrics: Option<PathBuf>,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Mermaid,
     Dot,
+    /// SVG, drawn by Graphviz's `dot` (must be installed).
+    Svg,
+    /// PNG, drawn by Graphviz's `dot` (must be installed).
+    Png,
+}
+
+/// `dot_text` drawn by Graphviz as `format` (`svg` or `png`).
+fn graphviz(dot_text: &str, format: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("dot")
+        .arg(format!("-T{format}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--format {format} needs Graphviz's `dot` ({e}); install Graphviz, or write --format dot and render it elsewhere"
+            )
+        })?;
+    child.stdin.take().expect("piped stdin").write_all(dot_text.as_bytes())?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "Graphviz `dot -T{format}` failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(output.stdout)
 }
 
 fn graph(args: GraphArgs) -> anyhow::Result<()> {
@@ -82,11 +114,22 @@ fn graph(args: GraphArgs) -> anyhow::Result<()> {
         );
     }
     let notes = |id: &str| metrics.as_ref().map(|m| report::stage_notes(m, id)).unwrap_or_default();
-    match args.format {
-        GraphFormat::Mermaid => print!("{}", graph.to_mermaid_annotated(notes)),
-        GraphFormat::Dot => print!("{}", graph.to_dot_annotated(notes)),
+    let bytes = match args.format {
+        GraphFormat::Mermaid => graph.to_mermaid_annotated(notes).into_bytes(),
+        GraphFormat::Dot => graph.to_dot_annotated(notes).into_bytes(),
+        GraphFormat::Svg => graphviz(&graph.to_dot_annotated(notes), "svg")?,
+        GraphFormat::Png => graphviz(&graph.to_dot_annotated(notes), "png")?,
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout().write_all(&bytes)?;
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {

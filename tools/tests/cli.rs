@@ -89,6 +89,17 @@ fn graph_prints_mermaid_and_dot() {
     let o = garner(&["graph", "p.toml", "--format", "dot"], dir.path());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("digraph"));
     assert!(!dir.path().join("assembled.parquet").exists(), "drawing writes nothing");
+    // SVG through Graphviz when it is installed; a clear error when not.
+    let o = garner(&["graph", "p.toml", "--format", "svg", "--out", "g.svg"], dir.path());
+    let has_dot = std::process::Command::new("dot").arg("-V").output().is_ok();
+    if has_dot {
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::read_to_string(dir.path().join("g.svg")).unwrap().contains("<svg"));
+    } else {
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("needs Graphviz's `dot`"), "{}", stderr(&o));
+        assert!(!dir.path().join("g.svg").exists());
+    }
 }
 
 /// Runs a spec expected to fail; returns stderr after checking the exit

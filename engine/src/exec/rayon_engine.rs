@@ -124,10 +124,17 @@ fn run_rayon(
     let started = Instant::now();
     let pipeline = graph.name.clone();
     let mut sinks_to_abort = Vec::new();
+    let partial_alert = opts.partial_alert;
     let result = pool.install(|| execute(graph, opts, threads, control, &mut sinks_to_abort));
     control.lock().1 = true;
     match result {
-        Ok(stages) => Ok(RunReport { pipeline, engine: "rayon", elapsed: started.elapsed(), stages }),
+        Ok(stages) => {
+            let report = RunReport { pipeline, engine: "rayon", elapsed: started.elapsed(), stages };
+            if let Some(alert) = &partial_alert {
+                alert.check(&report.metrics());
+            }
+            Ok(report)
+        }
         Err(e) => {
             for mut s in sinks_to_abort {
                 s.abort();

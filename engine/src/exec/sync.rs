@@ -177,7 +177,11 @@ fn run_sync(graph: PipelineGraph, opts: &RunOptions, control: Option<&SyncContro
     if let Some(c) = control {
         c.finish(Some(&run.reports));
     }
-    Ok(RunReport { pipeline, engine: "sync", elapsed: started.elapsed(), stages: run.reports })
+    let report = RunReport { pipeline, engine: "sync", elapsed: started.elapsed(), stages: run.reports };
+    if let Some(alert) = &opts.partial_alert {
+        alert.check(&report.metrics());
+    }
+    Ok(report)
 }
 
 impl Engine for SyncEngine {

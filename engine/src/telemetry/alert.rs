@@ -9,12 +9,11 @@
 //!    snapshot with it; [`PartialAlert::check`] does the same and emits one
 //!    `tracing::warn!` event per stage over the threshold (fields `stage`,
 //!    `ratio`, `threshold`, `partial`, `emitted`).
-//! 3. Who checks: whoever finishes the run, with the final snapshot
-//!    ([`RunReport::metrics`](crate::RunReport::metrics)): `garner run` does
-//!    (and prints each alert's [`Display`](std::fmt::Display) text), and
-//!    so can a program with the alert it set in
-//!    [`RunOptions::partial_alert`](crate::RunOptions::partial_alert). The
-//!    engines do not check by themselves. A live snapshot
+//! 3. Who checks: every engine, with the final snapshot
+//!    ([`RunReport::metrics`](crate::RunReport::metrics)), when the run's
+//!    [`RunOptions::partial_alert`](crate::RunOptions::partial_alert) is set
+//!    (the `tracing` event); `garner run` also prints each alert's
+//!    [`Display`](std::fmt::Display) text. A live snapshot
 //!    ([`RunMonitor::metrics`](crate::exec::RunMonitor::metrics)) can be
 //!    checked too, but early in a run few rows have been emitted and most
 //!    partials come at the end (TTL, end of input), so the ratio is

@@ -389,9 +389,10 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
     let tick = opts.tick;
     let engine = config.engine;
     let monitor = opts.memory_budget.clone().and_then(garner_pools::RssMonitor::starting_now);
+    let partial_alert = opts.partial_alert;
     let driver = thread::Builder::new()
         .name("garner-driver".into())
-        .spawn(move || drive(sh, threads, tick, started, pipeline, engine, monitor))
+        .spawn(move || drive(sh, threads, tick, started, pipeline, engine, monitor, partial_alert))
         .map_err(|e| Error::Internal(format!("cannot start the driver thread: {e}")))?;
     Ok(RunHandle::new(shared, driver))
 }
@@ -449,6 +450,7 @@ fn open_actor(
 }
 
 /// The driver: ticks, progress, completion, teardown, report.
+#[allow(clippy::too_many_arguments)] // the run's parts, moved into the driver thread at once
 fn drive(
     sh: Arc<Shared>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -457,6 +459,7 @@ fn drive(
     pipeline: String,
     engine: &'static str,
     monitor: Option<garner_pools::RssMonitor>,
+    partial_alert: Option<crate::telemetry::PartialAlert>,
 ) -> Result<RunReport> {
     let tick = tick.max(Duration::from_millis(1));
     {
@@ -523,7 +526,11 @@ fn drive(
         }
         return Err(e);
     }
-    Ok(report(&sh, started, pipeline, engine))
+    let report = report(&sh, started, pipeline, engine);
+    if let Some(alert) = &partial_alert {
+        alert.check(&report.metrics());
+    }
+    Ok(report)
 }
 
 fn publish(sh: &Shared) {
