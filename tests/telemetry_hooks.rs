@@ -209,8 +209,10 @@ fn the_observer_sees_errors_and_circuit_changes() {
         .build()
         .unwrap();
     let observer = Arc::new(Counting::default());
-    SyncEngine::new().run(g, RunOptions::default().with_observer(observer.clone())).unwrap();
+    let report = SyncEngine::new().run(g, RunOptions::default().with_observer(observer.clone())).unwrap();
     assert_eq!(*observer.circuits.lock().unwrap(), [CircuitState::Open]);
+    let metrics = report.metrics();
+    assert_eq!(metrics.stage("remote").unwrap().stage_circuit_state, 2, "the gauge shows the open breaker");
     assert_eq!(dlq.rows(), 2000, "failed and refused batches are dead-lettered");
 
     // An uncontained failure reaches on_error, naming the stage.

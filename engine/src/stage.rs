@@ -81,6 +81,8 @@ pub struct Pressure {
     pub resident_keys: u64,
     /// Keys spilled out of memory.
     pub spilled_keys: u64,
+    /// A guarded stage's circuit breaker: 0 closed, 1 half-open, 2 open.
+    pub circuit_state: u8,
 }
 
 /// A pipeline stage: transform, accumulator, branch or merge. See the module

@@ -39,6 +39,9 @@ pub struct StageReport {
     /// `DropNewest` / `DropOldest` mailbox policy): they are not in
     /// `rows_in`, and the producer's `rows_out` counts them.
     pub mailbox_dropped: u64,
+    /// The state of a guarded stage's circuit breaker at the end (the
+    /// worst over its instances): 0 closed, 1 half-open, 2 open.
+    pub circuit_state: u8,
     /// Batches whose processing failed (an error ends the run, so this is
     /// seen in live metrics; a failed run returns its error, not a report).
     pub errors: u64,
@@ -66,6 +69,7 @@ impl StageReport {
             sink: None,
             rows_dropped: 0,
             mailbox_dropped: 0,
+            circuit_state: 0,
             errors: 0,
             latency: BatchLatency::default(),
             backpressure_events: 0,

@@ -363,6 +363,7 @@ impl Run {
             if let Instance::Stage(stage) = instance {
                 self.reports[i].accum = stage.accum_stats();
                 self.reports[i].rows_dropped = stage.dropped_rows();
+                self.reports[i].circuit_state = stage.pressure().circuit_state;
             }
         }
         self.finish_sinks()?;

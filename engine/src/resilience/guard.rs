@@ -370,7 +370,8 @@ impl Stage for Guarded {
     }
 
     fn pressure(&self) -> Pressure {
-        self.inner_ref().pressure()
+        let circuit_state = self.breaker.as_ref().map_or(0, |b| b.state().gauge());
+        Pressure { circuit_state, ..self.inner_ref().pressure() }
     }
 
     fn key_columns(&self) -> Vec<String> {

@@ -317,6 +317,7 @@ impl Stage for AccumulateStage {
                 spilled_keys: a.spilled_keys(),
                 // An instance with state out of memory is one spill in progress.
                 active_spills: u32::from(a.spilled_keys() > 0),
+                ..Pressure::default()
             },
             None => Pressure::default(),
         }

@@ -193,7 +193,7 @@ mod tests {
         assert_eq!((bp("block"), bp("fail")), (Some(7.0), Some(0.0)));
         let adj = e.value("adaptive_batch_adjustments", &[("stage", "read"), ("direction", "increment")]);
         assert_eq!(adj, Some(0.0));
-        // Not wired yet (issue 6): closed, no credits.
+        // No guarded stage: closed.
         assert_eq!(acc("stage_circuit_state"), Some(0.0));
         assert_eq!(acc("credit_tokens_available"), Some(0.0));
         // Effective queue at the end: no queue, 4 KiB of state.

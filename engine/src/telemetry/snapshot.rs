@@ -82,8 +82,9 @@ pub struct StageMetrics {
     /// An error ends the run, so this is above 0 only in a live snapshot
     /// taken between the error and the end.
     pub stage_error_rate: f64,
-    /// 0 = closed, 1 = half-open, 2 = open. Always 0: circuit breakers are
-    /// not wired into the engines yet (issue 6).
+    /// 0 = closed, 1 = half-open, 2 = open: the breaker of a
+    /// [`Guarded`](crate::resilience::Guarded) stage (the worst over its
+    /// instances); 0 for a stage without one.
     pub stage_circuit_state: u8,
     /// Mean rows per emitted batch since the run started (sinks: per
     /// received batch).
@@ -140,8 +141,9 @@ pub struct FlowMetrics {
     /// Times the stage's output was refused, by strategy (the `strategy`
     /// label).
     pub backpressure_events_total: BackpressureEvents,
-    /// Credits the stage may spend now. Always 0: credit-based links are
-    /// not wired into the engines yet (issue 6).
+    /// Units the stage's input links can take now: the credit it grants its
+    /// producers (capacity less what is queued; 0 on engines without
+    /// mailboxes, and in the final snapshot).
     pub credit_tokens_available: u64,
     /// Batch-size adjustments (the `direction` label). Always 0: adaptive
     /// batch sizing is not wired into the engines yet (issue 6).
@@ -158,11 +160,14 @@ pub struct BackpressureEvents {
     /// A step of the stage found an output link full and parked
     /// (`strategy="block"`; the actor engines' bounded links).
     pub block: u64,
-    /// Units dropped as the newest (`strategy="drop_newest"`; not wired yet, issue 6).
+    /// Units dropped as the newest (`strategy="drop_newest"`; not counted per
+    /// strategy yet: dropped rows are in `StageReport::mailbox_dropped`).
     pub drop_newest: u64,
-    /// Units dropped as the oldest (`strategy="drop_oldest"`; not wired yet, issue 6).
+    /// Units dropped as the oldest (`strategy="drop_oldest"`; not counted per
+    /// strategy yet: dropped rows are in `StageReport::mailbox_dropped`).
     pub drop_oldest: u64,
-    /// Runs failed on a full link (`strategy="fail"`; not wired yet, issue 6).
+    /// Runs failed on a full link (`strategy="fail"`; not counted yet: such a
+    /// run ends with `Error::MailboxFull`).
     pub fail: u64,
 }
 
@@ -180,6 +185,8 @@ pub struct BatchAdjustments {
 pub(crate) struct LiveGauges {
     pub(crate) queue_in: u64,
     pub(crate) queue_out: u64,
+    /// Units the stage's input links can still take (their credit).
+    pub(crate) credits: u64,
     pub(crate) pressure: Pressure,
 }
 
@@ -262,7 +269,8 @@ impl StageMetrics {
             stage_output_queue_depth: gauges.queue_out,
             stage_latency_bucket: r.latency.histogram(),
             stage_error_rate: if r.batches_in > 0 { r.errors as f64 / r.batches_in as f64 } else { 0.0 },
-            stage_circuit_state: 0,
+            stage_circuit_state: live
+                .map_or(r.circuit_state, |g| g.pressure.circuit_state.max(r.circuit_state)),
             stage_batch_size: if batches > 0 { rows as f64 / batches as f64 } else { 0.0 },
             accumulator,
             flow: FlowMetrics {
@@ -270,7 +278,7 @@ impl StageMetrics {
                     block: r.backpressure_events,
                     ..Default::default()
                 },
-                credit_tokens_available: 0,
+                credit_tokens_available: gauges.credits,
                 adaptive_batch_adjustments: BatchAdjustments::default(),
                 effective_queue_size: effective,
             },

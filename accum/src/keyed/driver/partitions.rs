@@ -32,7 +32,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     }
 
     /// Copies this call's rows of spilled partitions into their pieces;
-    /// a partition's pieces go to the store past [`PIECE_BYTES`].
+    /// a partition's pieces go to the store past its piece limit.
     pub(super) fn buffer_pending(&mut self, batch: &RecordBatch) -> Result<()> {
         let rule = self.core.rule;
         let lateness = self.core.lateness;

@@ -36,6 +36,7 @@ pub(crate) struct Counters {
     pub(crate) state_bytes: AtomicU64,
     pub(crate) rows_dropped: AtomicU64,
     pub(crate) active_spills: AtomicU64,
+    pub(crate) circuit_state: AtomicU64,
     /// Batches whose processing failed.
     pub(crate) errors: AtomicU64,
     /// Time per batch (sampled in fused chains, see `through`).
@@ -616,6 +617,7 @@ impl Actor {
         c.spilled_keys.store(p.spilled_keys, Relaxed);
         c.state_bytes.store(p.latent_bytes, Relaxed);
         c.active_spills.store(u64::from(p.active_spills), Relaxed);
+        c.circuit_state.store(u64::from(p.circuit_state), Relaxed);
         c.rows_dropped.store(stage.dropped_rows(), Relaxed);
     }
 

@@ -158,6 +158,12 @@ impl Link {
         self.len.load(SeqCst) == 0
     }
 
+    /// Units the link can take before it is full: the credit its
+    /// receiver grants now.
+    pub(crate) fn credits(&self) -> usize {
+        self.capacity.saturating_sub(self.len())
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len.load(SeqCst)
     }

@@ -104,6 +104,12 @@ impl Shared {
                 let (c, g) = (&a.counters[k], &mut gauges[node]);
                 if k == 0 {
                     g.queue_in += self.queued_in(a);
+                    g.credits += a
+                        .inputs
+                        .iter()
+                        .flat_map(|g| &g.links)
+                        .map(|&l| self.links[l].credits() as u64)
+                        .sum::<u64>();
                 }
                 if k + 1 == a.nodes.len() {
                     g.queue_out += self.queued_out(a);
@@ -113,6 +119,7 @@ impl Shared {
                 p.resident_keys += c.resident_keys.load(Relaxed);
                 p.spilled_keys += c.spilled_keys.load(Relaxed);
                 p.active_spills += c.active_spills.load(Relaxed) as u32;
+                p.circuit_state = p.circuit_state.max(c.circuit_state.load(Relaxed) as u8);
             }
         }
         gauges
@@ -145,6 +152,7 @@ impl Shared {
                 r.rows_dropped += c.rows_dropped.load(Relaxed);
                 r.errors += c.errors.load(Relaxed);
                 r.backpressure_events += c.backpressure.load(Relaxed);
+                r.circuit_state = r.circuit_state.max(c.circuit_state.load(Relaxed) as u8);
                 c.latency.add_to(&mut r.latency);
                 r.busy += Duration::from_nanos(c.busy_ns.load(Relaxed));
                 if let Some(st) = &st {
