@@ -17,6 +17,12 @@
 //! Without a [`DeadLetterQueue`], what would be dead-lettered ends the run
 //! with the error instead (nothing is dropped silently). Every outcome is
 //! counted: [`GuardStats`].
+//!
+//! A retry runs the whole batch again. That is exact for stateless stages
+//! (transforms, which is what retries are for); a stateful stage (an
+//! accumulator) keeps whatever a failed attempt changed, so its retried
+//! fragments count as repeats (its `on_repeat` policy decides which value
+//! stays).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
