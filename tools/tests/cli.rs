@@ -5,13 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn garner(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_garner")).args(args).current_dir(dir).output().expect("runs garner")
-}
+mod common;
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{garner, stderr};
 
 const SPEC: &str = r#"
 [pipeline]

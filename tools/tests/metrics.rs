@@ -4,57 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{garner, gen_assemble, rows_out, stderr};
 use garner::engine::telemetry::{prometheus, MetricsSnapshot, SEED_METRICS};
-
-fn garner(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_garner")).args(args).current_dir(dir).output().expect("runs garner")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-const SPEC: &str = r#"
-[pipeline]
-name = "assemble"
-
-[[stage]]
-id = "read"
-kind = "source"
-format = "ipc"
-path = "fragments.arrow"
-
-[[stage]]
-id = "assemble"
-kind = "accumulate"
-key = ["subject_id"]
-var_column = "var"
-value_column = "value"
-require = ["id", "name", "riskClass", "limit"]
-time = "event"
-partial_flush_after = "10s"
-spill = true
-
-[[stage]]
-id = "write"
-kind = "sink"
-format = "parquet"
-path = "assembled.parquet"
-"#;
-
-fn gen(dir: &Path, subjects: &str) {
-    let o = garner(
-        &["gen", "--subjects", subjects, "--locality", "random", "--out", "fragments.arrow", "--quiet"],
-        dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    std::fs::write(dir.join("p.toml"), SPEC).unwrap();
-}
 
 /// `GET path` over a plain TCP connection: the status code and the body.
 fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
@@ -68,18 +25,12 @@ fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
-/// The `N` of the summary's `N rows out` line.
-fn rows_out(err: &str) -> u64 {
-    let line = err.lines().find(|l| l.contains(" rows out in ")).unwrap_or_else(|| panic!("{err}"));
-    line.split(" rows in, ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap()
-}
-
 #[test]
 fn metrics_addr_serves_every_seed_metric_while_the_run_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Slow enough to scrape: everything spills under a tiny budget.
-    gen(d, "200000");
+    gen_assemble(d, "200000");
     let mut child = Command::new(env!("CARGO_BIN_EXE_garner"))
         .args(["run", "p.toml", "--engine", "steal", "--threads", "2", "--memory-budget", "64KiB"])
         .args(["--metrics-addr", "127.0.0.1:0", "--metrics-out", "final.json"])
@@ -147,7 +98,7 @@ fn metrics_addr_serves_every_seed_metric_while_the_run_goes_on() {
 fn metrics_out_writes_prometheus_text_by_extension() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen(d, "2000");
+    gen_assemble(d, "2000");
     let o = garner(&["run", "p.toml", "--engine", "sync", "--metrics-out", "m.prom"], d);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = prometheus::parse(&std::fs::read_to_string(d.join("m.prom")).unwrap()).unwrap();
@@ -167,7 +118,7 @@ fn metrics_out_writes_prometheus_text_by_extension() {
 fn bad_metrics_options_fail_before_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen(d, "100");
+    gen_assemble(d, "100");
     let o = garner(&["run", "p.toml", "--metrics-out", "m.csv"], d);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(".prom or .txt"), "{}", stderr(&o));

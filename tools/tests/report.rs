@@ -4,61 +4,11 @@
 //! --with-metrics` annotates the stages with a run's figures.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+mod common;
+
+use common::{garner, gen_assemble, rows_out, stderr};
 use garner::engine::telemetry::MetricsSnapshot;
-
-fn garner(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_garner")).args(args).current_dir(dir).output().expect("runs garner")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-const SPEC: &str = r#"
-[pipeline]
-name = "assemble"
-
-[[stage]]
-id = "read"
-kind = "source"
-format = "ipc"
-path = "fragments.arrow"
-
-[[stage]]
-id = "assemble"
-kind = "accumulate"
-key = ["subject_id"]
-var_column = "var"
-value_column = "value"
-require = ["id", "name", "riskClass", "limit"]
-time = "event"
-partial_flush_after = "10s"
-spill = true
-
-[[stage]]
-id = "write"
-kind = "sink"
-format = "parquet"
-path = "assembled.parquet"
-"#;
-
-/// `subjects` subjects' fragments and the spec above, in `dir`.
-fn gen(dir: &Path, subjects: &str) {
-    let o = garner(
-        &["gen", "--subjects", subjects, "--locality", "random", "--out", "fragments.arrow", "--quiet"],
-        dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    std::fs::write(dir.join("p.toml"), SPEC).unwrap();
-}
-
-/// The `N` of the summary's `N rows out` line.
-fn rows_out(err: &str) -> u64 {
-    let line = err.lines().find(|l| l.contains(" rows out in ")).unwrap_or_else(|| panic!("{err}"));
-    line.split(" rows in, ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap()
-}
 
 /// Runs the spec in `dir` with a timeline to `timeline.jsonl` sampled
 /// every 10 ms; returns the run's stderr.
@@ -88,7 +38,7 @@ fn run_with_timeline(dir: &Path) -> String {
 fn timeline_has_a_snapshot_per_line_and_ends_with_the_final_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen(d, "20000");
+    gen_assemble(d, "20000");
     let err = run_with_timeline(d);
     let text = std::fs::read_to_string(d.join("timeline.jsonl")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -116,7 +66,7 @@ fn timeline_has_a_snapshot_per_line_and_ends_with_the_final_metrics() {
 fn timeline_interval_must_be_a_positive_duration() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen(d, "100");
+    gen_assemble(d, "100");
     for bad in ["0s", "often"] {
         let o = garner(&["run", "p.toml", "--timeline", "t.jsonl", "--timeline-interval", bad], d);
         assert!(!o.status.success(), "{bad}");
@@ -129,7 +79,7 @@ fn timeline_interval_must_be_a_positive_duration() {
 fn report_draws_the_timeline_as_html_and_svg() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen(d, "5000");
+    gen_assemble(d, "5000");
     run_with_timeline(d);
     for out in ["report.html", "report.svg"] {
         let o = garner(&["report", "timeline.jsonl", "--out", out], d);
@@ -176,7 +126,7 @@ fn report_names_what_is_wrong_with_a_timeline() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no snapshots"), "{}", stderr(&o));
 
-    gen(d, "100");
+    gen_assemble(d, "100");
     run_with_timeline(d);
     let good = std::fs::read_to_string(d.join("timeline.jsonl")).unwrap();
     let n = good.lines().count();
@@ -196,7 +146,7 @@ fn report_names_what_is_wrong_with_a_timeline() {
 fn graph_with_metrics_annotates_each_stage_with_its_figures() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    gen(d, "2000");
+    gen_assemble(d, "2000");
     let o = garner(&["run", "p.toml", "--engine", "sync", "--metrics-out", "m.json", "--quiet"], d);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = MetricsSnapshot::from_json(&std::fs::read_to_string(d.join("m.json")).unwrap()).unwrap();

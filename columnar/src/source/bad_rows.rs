@@ -210,6 +210,22 @@ pub(crate) fn decode_isolating<T>(
     }
 }
 
+/// The good batches [`decode_isolating`] returned, as one (`None` when
+/// there are none); `context` names the file for an Arrow error.
+pub(crate) fn join_good(
+    schema: &SchemaRef,
+    mut good: Vec<RecordBatch>,
+    context: impl FnOnce() -> String,
+) -> crate::Result<Option<RecordBatch>> {
+    match good.len() {
+        0 => Ok(None),
+        1 => Ok(good.pop()),
+        _ => arrow_select::concat::concat_batches(schema, &good)
+            .map(Some)
+            .map_err(|e| crate::Error::arrow(context(), e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use arrow_array::cast::AsArray;

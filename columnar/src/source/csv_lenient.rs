@@ -23,7 +23,7 @@ use arrow_csv::ReaderBuilder;
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 use csv_core::ReadRecordResult;
 
-use super::bad_rows::{decode_isolating, trim_terminator, BadRows};
+use super::bad_rows::{decode_isolating, join_good, trim_terminator, BadRows};
 use super::csv::{csv_error, relocate, FORMAT};
 use crate::{Error, Result};
 
@@ -232,11 +232,8 @@ impl LenientCsv {
             for (_, range, error) in rejected.drain(..) {
                 bad.push(&chunk[range], error);
             }
-            let batch = match good.len() {
-                0 => continue,
-                1 => good.pop().expect("one batch"),
-                _ => arrow_select::concat::concat_batches(schema, &good)
-                    .map_err(|e| Error::arrow(format!("csv file {}", path.display()), e))?,
+            let Some(batch) = join_good(schema, good, || format!("csv file {}", path.display()))? else {
+                continue;
             };
             if batch.num_rows() > 0 {
                 return Ok(Some(batch));

@@ -11,7 +11,7 @@ use arrow_json::reader::{infer_json_schema, infer_json_schema_from_seekable, Rea
 use arrow_json::ReaderBuilder;
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::bad_rows::{decode_isolating, trim_terminator, BadRowStats, BadRows, OnBadRow};
+use super::bad_rows::{decode_isolating, join_good, trim_terminator, BadRowStats, BadRows, OnBadRow};
 use super::{input_error, BatchSource, DEFAULT_BATCH_ROWS};
 use crate::{Error, Result};
 
@@ -249,11 +249,8 @@ impl LenientJsonl {
             };
             let mut good = Vec::new();
             decode_isolating(pending, &mut decode, &mut reject, &mut good);
-            let batch = match good.len() {
-                0 => continue,
-                1 => good.pop().expect("one batch"),
-                _ => arrow_select::concat::concat_batches(schema, &good)
-                    .map_err(|e| Error::arrow(format!("jsonl file {}", path.display()), e))?,
+            let Some(batch) = join_good(schema, good, || format!("jsonl file {}", path.display()))? else {
+                continue;
             };
             if batch.num_rows() > 0 {
                 return Ok(Some(batch));

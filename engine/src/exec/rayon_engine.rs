@@ -348,33 +348,7 @@ fn execute(
                             let mut emitted = Vec::new();
                             let mut latency = BatchLatency::default();
                             for b in batches {
-                                let t = Instant::now();
-                                let rows_in = b.num_rows() as u64;
-                                let span = tracing::trace_span!(
-                                    "stage.process",
-                                    stage = id,
-                                    engine = "rayon",
-                                    batch_size = b.num_rows(),
-                                    queue_depth_in = 0usize,
-                                    queue_depth_out = 0usize,
-                                );
-                                let _entered = span.enter();
-                                if let Err(e) = stage.process(b, &mut out) {
-                                    if let Some(o) = observer {
-                                        o.on_error(id, &e);
-                                    }
-                                    return Err(e);
-                                }
-                                latency.record(t.elapsed());
-                                if let Some(o) = observer {
-                                    let b = crate::BatchProcessed {
-                                        rows_in,
-                                        rows_out: out.pending_rows(),
-                                        batches_in: 1,
-                                        latency: Some(t.elapsed()),
-                                    };
-                                    o.on_batch_processed(id, &b);
-                                }
+                                process_one(stage.as_mut(), b, &mut out, id, observer, &mut latency)?;
                                 emitted.extend(out.drain().map(|(_, b)| b));
                             }
                             loop {
@@ -433,33 +407,8 @@ fn execute(
                                     let dropped_before = stage.dropped_rows();
                                     let mut latency = BatchLatency::default();
                                     for b in unit {
-                                        let t = Instant::now();
-                                        let rows_in = b.num_rows() as u64;
-                                        let span = tracing::trace_span!(
-                                            "stage.process",
-                                            stage = id,
-                                            engine = "rayon",
-                                            batch_size = b.num_rows(),
-                                            queue_depth_in = 0usize,
-                                            queue_depth_out = 0usize,
-                                        );
-                                        let _entered = span.enter();
-                                        if let Err(e) = stage.process(b, &mut out) {
-                                            if let Some(o) = &opts.observer {
-                                                o.on_error(id, &e);
-                                            }
-                                            return Err(e);
-                                        }
-                                        latency.record(t.elapsed());
-                                        if let Some(o) = &opts.observer {
-                                            let b = crate::BatchProcessed {
-                                                rows_in,
-                                                rows_out: out.pending_rows(),
-                                                batches_in: 1,
-                                                latency: Some(t.elapsed()),
-                                            };
-                                            o.on_batch_processed(id, &b);
-                                        }
+                                        let observer = opts.observer.as_ref();
+                                        process_one(stage.as_mut(), b, &mut out, id, observer, &mut latency)?;
                                         for (p, b) in out.drain() {
                                             if p < ports {
                                                 by_port[p].push(b);
@@ -520,6 +469,46 @@ fn execute(
         return Err(e);
     }
     Ok(reports)
+}
+
+/// Processes one batch of stage `id`: its `stage.process` span, its
+/// latency, and the observer's batch and error hooks.
+fn process_one(
+    stage: &mut dyn Stage,
+    batch: Batch,
+    out: &mut Emitter,
+    id: &str,
+    observer: Option<&crate::ObserverRef>,
+    latency: &mut BatchLatency,
+) -> Result<()> {
+    let t = Instant::now();
+    let rows_in = batch.num_rows() as u64;
+    let span = tracing::trace_span!(
+        "stage.process",
+        stage = id,
+        engine = "rayon",
+        batch_size = batch.num_rows(),
+        queue_depth_in = 0usize,
+        queue_depth_out = 0usize,
+    );
+    let _entered = span.enter();
+    if let Err(e) = stage.process(batch, out) {
+        if let Some(o) = observer {
+            o.on_error(id, &e);
+        }
+        return Err(e);
+    }
+    latency.record(t.elapsed());
+    if let Some(o) = observer {
+        let b = crate::BatchProcessed {
+            rows_in,
+            rows_out: out.pending_rows(),
+            batches_in: 1,
+            latency: Some(t.elapsed()),
+        };
+        o.on_batch_processed(id, &b);
+    }
+    Ok(())
 }
 
 fn topo_pos(topo: &[usize], node: usize) -> usize {
