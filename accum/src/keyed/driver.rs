@@ -1134,8 +1134,8 @@ impl<A: Accumulator> Core<A> {
                 for block in index {
                     // The block's entries are records too.
                     if let Ok(entries) = spill.store.take(block).map(|b| spill_parts::decode_index(&b)) {
-                        for (h, _) in entries.into_iter().flatten() {
-                            spill.store.free(h);
+                        for e in entries.into_iter().flatten() {
+                            spill.store.free(e.handle);
                         }
                     }
                 }

@@ -12,15 +12,21 @@
 //!   of up to [`RUN_GENERATIONS`] generations, two records per run (the keys,
 //!   then the states, so a damaged state record still names its keys), and
 //!   its slots are freed. Memory keeps a few words per partition and per run.
+//! - **Sub-partitions.** Within a partition, keys fall in one of [`SUBS`]
+//!   sub-partitions (by an independent hash). Runs and stored fragments are
+//!   written per sub-partition, so a large partition can come back a few
+//!   sub-partitions at a time, each record read once.
 //! - **Buffer.** While a partition is spilled, its fragments are not applied:
 //!   the rows are copied out (with the watermark they arrived under and their
-//!   time) into pieces, and a partition's pieces go to the store as Arrow IPC
-//!   once they pass [`PIECE_BYTES`] (or all pieces pass [`PIECES_CAP`]).
+//!   time) into pieces, ordered by sub-partition, and once a partition's
+//!   pieces pass [`PIECE_BYTES`] (or all pieces pass [`PIECES_CAP`]) each
+//!   sub-partition's rows go to the store as one Arrow IPC record.
 //! - **Reload.** When the watermark passes the earliest deadline the partition
-//!   could hold, and at the end of input (one partition at a time), its
-//!   generations are restored and its fragments replayed in arrival order,
-//!   each under the watermark it arrived under: every key sees exactly the
-//!   fragments, times and deadlines it would have seen in memory, so the
+//!   could hold, and at the end of input (one partition at a time, a slice of
+//!   its sub-partitions per step), its generations are restored and its
+//!   fragments replayed in arrival order, a sub-partition at a time, each
+//!   fragment under the watermark it arrived under: every key sees exactly
+//!   the fragments, times and deadlines it would have seen in memory, so the
 //!   output is the same (rows of a spilled partition come out later, and with
 //!   `acc_spilled = true`).
 
@@ -50,37 +56,59 @@ pub(crate) const PIECE_BYTES: usize = 64 << 10;
 /// adds to sends its pieces to the store.
 pub(crate) const PIECES_CAP: usize = 4 << 20;
 
+/// Sub-partitions of a partition: the grain at which a partition comes
+/// back at the end of input.
+pub(crate) const SUBS: usize = 8;
+
 /// Generations a partition brings back at a time at the end of input (its
-/// spilled ones plus a quarter of its buffered fragments): a larger
-/// partition comes back in slices of its keys.
-pub(crate) const FINISH_SLICE: u64 = 32_768;
+/// spilled ones plus a quarter of its buffered fragments, counted per
+/// sub-partition): a larger partition comes back a slice of its
+/// sub-partitions at a time.
+pub(crate) const FINISH_SLICE: u64 = 8_192;
 
 /// Stored-piece entries per index block.
 pub(crate) const INDEX_BLOCK: usize = 128;
 
-/// An index block: `(handle, rows)` entries as bytes.
-pub(crate) fn encode_index(entries: &[(SpillHandle, usize)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * (SpillHandle::BYTES + 4));
-    for (h, rows) in entries {
-        out.extend_from_slice(&h.to_bytes());
-        out.extend_from_slice(&(*rows as u32).to_le_bytes());
+/// A record of buffered fragments in the store: its handle, its rows and
+/// their sub-partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub(crate) handle: SpillHandle,
+    pub(crate) rows: u32,
+    pub(crate) sub: u8,
+}
+
+/// Bytes of one [`Stored`] entry in an index block.
+const ENTRY_BYTES: usize = SpillHandle::BYTES + 5;
+
+/// An index block: [`Stored`] entries as bytes.
+pub(crate) fn encode_index(entries: &[Stored]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for e in entries {
+        out.extend_from_slice(&e.handle.to_bytes());
+        out.extend_from_slice(&e.rows.to_le_bytes());
+        out.push(e.sub);
     }
     out
 }
 
 /// What [`encode_index`] wrote.
-pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<(SpillHandle, usize)>> {
-    let entry = SpillHandle::BYTES + 4;
-    if bytes.len() % entry != 0 {
+pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<Stored>> {
+    if bytes.len() % ENTRY_BYTES != 0 {
         return Err(Error::Internal("a spill index block of a partial entry".into()));
     }
     bytes
-        .chunks(entry)
+        .chunks(ENTRY_BYTES)
         .map(|e| {
-            let h = SpillHandle::from_bytes(&e[..SpillHandle::BYTES])
+            let (h, rest) = e.split_at(SpillHandle::BYTES);
+            let handle = SpillHandle::from_bytes(h)
                 .ok_or_else(|| Error::Internal("a spill index block names no record".into()))?;
-            let rows = u32::from_le_bytes(e[SpillHandle::BYTES..].try_into().expect("4 bytes")) as usize;
-            Ok((h, rows))
+            let rows = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+            let sub = rest[4];
+            if sub as usize >= SUBS {
+                return Err(Error::Internal("a spill index block names no sub-partition".into()));
+            }
+            Ok(Stored { handle, rows, sub })
         })
         .collect()
 }
@@ -97,11 +125,10 @@ pub(crate) fn part_of(hash: u64) -> usize {
     (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
 }
 
-/// The slice of `slices` a key hash falls in at the end of input
-/// (independent of [`part_of`]).
-#[inline]
-pub(crate) fn slice_of(hash: u64, slices: usize) -> usize {
-    ((hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32) % slices as u64) as usize
+/// The sub-partition of a key hash (independent of [`part_of`]).
+#[inline(always)]
+pub(crate) fn sub_of(hash: u64) -> usize {
+    (hash.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> 32) as usize % SUBS
 }
 
 /// A spilled partition being finished a slice at a time.
@@ -109,8 +136,9 @@ pub(crate) fn slice_of(hash: u64, slices: usize) -> usize {
 pub(crate) struct Finishing {
     pub(crate) p: usize,
     pub(crate) part: Part,
+    /// Its slices: ranges of sub-partitions.
+    pub(crate) slices: Vec<std::ops::Range<usize>>,
     pub(crate) slice: usize,
-    pub(crate) slices: usize,
 }
 
 /// The two records of one run of spilled generations.
@@ -122,6 +150,33 @@ pub(crate) struct Run {
     pub(crate) count: u32,
     /// Of which open ones (the rest are completed-key marks).
     pub(crate) open: u32,
+    /// The sub-partition of its keys.
+    pub(crate) sub: u8,
+}
+
+/// What one sub-partition of a spilled partition holds (to size slices).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Sub {
+    /// Rows buffered (stored or in memory).
+    pub(crate) rows: u64,
+    /// Open generations spilled.
+    pub(crate) open: u64,
+}
+
+/// Buffered fragments in memory: rows ordered by sub-partition.
+#[derive(Debug, Clone)]
+pub(crate) struct Piece {
+    pub(crate) batch: RecordBatch,
+    /// Sub-partition `s` holds rows `bounds[s]..bounds[s + 1]`.
+    pub(crate) bounds: [u32; SUBS + 1],
+}
+
+impl Piece {
+    /// The rows of sub-partition `s` (zero-copy), if any.
+    pub(crate) fn sub(&self, s: usize) -> Option<RecordBatch> {
+        let (from, to) = (self.bounds[s] as usize, self.bounds[s + 1] as usize);
+        (to > from).then(|| self.batch.slice(from, to - from))
+    }
 }
 
 /// One partition.
@@ -129,14 +184,16 @@ pub(crate) struct Run {
 pub(crate) struct Part {
     pub(crate) spilled: bool,
     pub(crate) runs: Vec<Run>,
-    /// Blocks of [`INDEX_BLOCK`] stored-piece entries, themselves in the
+    /// Blocks of [`INDEX_BLOCK`] stored-record entries, themselves in the
     /// store (handle, entries), oldest first: what memory keeps of a
     /// partition's buffered fragments stays small however long the input.
     pub(crate) index: Vec<(SpillHandle, u32)>,
-    /// Pieces in the store (handle, rows), after those the index names.
-    pub(crate) stored: Vec<(SpillHandle, usize)>,
+    /// Records of fragments in the store, after those the index names.
+    pub(crate) stored: Vec<Stored>,
+    /// Its sub-partitions' sizes.
+    pub(crate) subs: [Sub; SUBS],
     /// Pieces in memory, after the stored ones.
-    pub(crate) pieces: Vec<RecordBatch>,
+    pub(crate) pieces: Vec<Piece>,
     pub(crate) piece_bytes: usize,
     /// No generation of the partition (spilled or buffered) can expire before this.
     pub(crate) min_deadline: Millis,
@@ -144,6 +201,26 @@ pub(crate) struct Part {
     pub(crate) open: u64,
     /// Rows buffered.
     pub(crate) rows: u64,
+}
+
+impl Part {
+    /// Its sub-partitions in slices of about `per_slice` generations (the
+    /// spilled ones plus a quarter of the buffered fragments), at least one
+    /// sub-partition a slice.
+    pub(crate) fn slices(&self, per_slice: u64) -> Vec<std::ops::Range<usize>> {
+        let mut slices = Vec::new();
+        let (mut start, mut size) = (0, 0u64);
+        for (s, sub) in self.subs.iter().enumerate() {
+            let this = sub.open + sub.rows / 4;
+            if s > start && size + this > per_slice {
+                slices.push(start..s);
+                (start, size) = (s, 0);
+            }
+            size += this;
+        }
+        slices.push(start..SUBS);
+        slices
+    }
 }
 
 /// The driver's partition state.
@@ -224,7 +301,7 @@ impl Parts {
         let finishing = self.finishing.take().map(|f| f.part);
         for part in (0..PARTS).map(|p| self.take(p)).chain(finishing) {
             handles.extend(part.runs.iter().flat_map(|r| [r.keys, r.states]));
-            handles.extend(part.stored.iter().map(|&(h, _)| h));
+            handles.extend(part.stored.iter().map(|e| e.handle));
             index.extend(part.index.iter().map(|&(h, _)| h));
         }
         (handles, index)
@@ -238,7 +315,8 @@ impl Parts {
                 .iter()
                 .map(|p| {
                     p.runs.capacity() * std::mem::size_of::<Run>()
-                        + p.stored.capacity() * 32
+                        + p.pieces.capacity() * std::mem::size_of::<Piece>()
+                        + p.stored.capacity() * std::mem::size_of::<Stored>()
                         + p.index.capacity() * 32
                 })
                 .sum::<usize>()
@@ -340,11 +418,15 @@ mod tests {
     fn index_blocks_round_trip_and_bad_ones_are_errors() {
         let mut store =
             garner_pools::SpillStore::new(garner_pools::SpillConfig::memory_only(1 << 20)).unwrap();
-        let entries: Vec<(SpillHandle, usize)> =
-            (0..5).map(|i| (store.put(&[i as u8; 10]).unwrap(), i * 100)).collect();
+        let entries: Vec<Stored> = (0..5)
+            .map(|i| Stored { handle: store.put(&[i as u8; 10]).unwrap(), rows: i * 100, sub: i as u8 })
+            .collect();
         let back = decode_index(&encode_index(&entries)).unwrap();
         assert_eq!(back, entries);
         assert!(decode_index(&[0; 7]).is_err());
+        let mut bad = encode_index(&entries[..1]);
+        *bad.last_mut().unwrap() = SUBS as u8;
+        assert!(decode_index(&bad).is_err(), "a sub-partition out of range is refused");
     }
 
     #[test]
@@ -354,5 +436,31 @@ mod tests {
             seen[part_of(crate::hash::hash_u64(h))] += 1;
         }
         assert!(seen.iter().all(|&n| (150..350).contains(&n)), "{seen:?}");
+    }
+
+    #[test]
+    fn sub_partitions_spread_the_keys_of_one_partition() {
+        let mut seen = [0u32; SUBS];
+        let mut n = 0;
+        for h in (0..2_000_000u64).map(crate::hash::hash_u64).filter(|&h| part_of(h) == 7) {
+            seen[sub_of(h)] += 1;
+            n += 1;
+        }
+        let even = n / SUBS as u32;
+        assert!(seen.iter().all(|&k| k > even * 8 / 10 && k < even * 12 / 10), "{seen:?}");
+    }
+
+    #[test]
+    fn a_partition_comes_back_in_slices_of_whole_sub_partitions() {
+        let mut part = Part::default();
+        for (s, sub) in part.subs.iter_mut().enumerate() {
+            sub.open = 100 * s as u64;
+            sub.rows = 400;
+        }
+        // Sizes 100, 200, ..., 800: slices of at most 1000 where they can be.
+        assert_eq!(part.slices(1000), vec![0..4, 4..5, 5..6, 6..7, 7..8]);
+        // A sub-partition larger than a slice still comes back whole.
+        assert_eq!(part.slices(1), (0..SUBS).map(|s| s..s + 1).collect::<Vec<_>>());
+        assert_eq!(part.slices(u64::MAX), vec![0..SUBS]);
     }
 }

@@ -2,14 +2,17 @@
 //! [`spill_parts`](crate::keyed::spill_parts) for the model).
 
 use arrow_array::RecordBatch;
-use garner_pools::{SpillError, SpillHandle};
+use arrow_schema::SchemaRef;
+use garner_pools::{SpillError, SpillStore};
 
 use super::{KeyedAccumulator, NO_GEN, RESTORED};
 use crate::{
     error::{Error, Result},
     keyed::spill::IN_MEMORY,
     keyed::{
-        spill_parts::{self, part_of, Run, PARTS, PIECES_CAP, RUN_GENERATIONS},
+        spill_parts::{
+            self, part_of, sub_of, Part, Piece, Run, Stored, PARTS, PIECES_CAP, RUN_GENERATIONS, SUBS,
+        },
         Accumulator, EmitReason,
     },
     spill_codec::{self, Reader},
@@ -31,8 +34,10 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         parts.any_spilled.then_some(parts.mask)
     }
 
-    /// Copies this call's rows of spilled partitions into their pieces;
-    /// a partition's pieces go to the store past its piece limit.
+    /// Copies this call's rows of spilled partitions into their pieces
+    /// (a piece per partition, its rows ordered by sub-partition); past its
+    /// piece limit a partition's pieces go to the store, a record per
+    /// sub-partition.
     pub(super) fn buffer_pending(&mut self, batch: &RecordBatch) -> Result<()> {
         let rule = self.core.rule;
         let lateness = self.core.lateness;
@@ -42,24 +47,39 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             return Ok(());
         }
         let mut rows = std::mem::take(&mut parts.rows);
-        // Group by partition (a counting sort: arrival order kept within each).
-        let ids: Vec<u8> = rows.iter().map(|r| part_of(self.keys.row_hash(r.0 as usize)) as u8).collect();
-        let mut starts = [0usize; PARTS + 1];
-        for &p in &ids {
-            starts[p as usize + 1] += 1;
+        // Group by (partition, sub-partition): a counting sort, arrival
+        // order kept within each group.
+        let ids: Vec<u16> = rows
+            .iter()
+            .map(|r| {
+                let hash = self.keys.row_hash(r.0 as usize);
+                (part_of(hash) * SUBS + sub_of(hash)) as u16
+            })
+            .collect();
+        let mut starts = vec![0usize; PARTS * SUBS + 1];
+        for &g in &ids {
+            starts[g as usize + 1] += 1;
         }
-        for p in 0..PARTS {
-            starts[p + 1] += starts[p];
+        for g in 0..PARTS * SUBS {
+            starts[g + 1] += starts[g];
         }
         let mut grouped = vec![(0u32, 0, None); rows.len()];
-        let mut at = starts;
-        for (row, &p) in rows.iter().zip(&ids) {
-            grouped[at[p as usize]] = *row;
-            at[p as usize] += 1;
+        let mut at = starts.clone();
+        for (row, &g) in rows.iter().zip(&ids) {
+            grouped[at[g as usize]] = *row;
+            at[g as usize] += 1;
         }
         let schema = spill_parts::piece_schema(&mut parts.piece_schema, batch.schema_ref());
-        for p in (0..PARTS).filter(|&p| starts[p + 1] > starts[p]) {
-            let group = &grouped[starts[p]..starts[p + 1]];
+        for p in 0..PARTS {
+            let (from, to) = (starts[p * SUBS], starts[(p + 1) * SUBS]);
+            if from == to {
+                continue;
+            }
+            let group = &grouped[from..to];
+            let mut bounds = [0u32; SUBS + 1];
+            for (s, bound) in bounds.iter_mut().enumerate() {
+                *bound = (starts[p * SUBS + s] - from) as u32;
+            }
             let piece = spill_parts::piece(batch, group, &schema)?;
             let bytes = piece.get_array_memory_size();
             let part = &mut parts.parts[p];
@@ -67,30 +87,17 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 let t = time.unwrap_or(watermark);
                 part.min_deadline = part.min_deadline.min(super::deadline(rule, lateness, t, t));
             }
+            for (s, sub) in part.subs.iter_mut().enumerate() {
+                sub.rows += u64::from(bounds[s + 1] - bounds[s]);
+            }
             part.rows += group.len() as u64;
-            part.pieces.push(piece);
+            part.pieces.push(Piece { batch: piece, bounds });
             part.piece_bytes += bytes;
             parts.piece_bytes += bytes;
             if part.piece_bytes > parts.piece_limit || parts.piece_bytes > PIECES_CAP {
-                let encoded = spill_parts::encode(&part.pieces)?;
-                match spill.store.put(&encoded) {
-                    Ok(handle) => {
-                        let n = part.pieces.iter().map(RecordBatch::num_rows).sum();
-                        part.stored.push((handle, n));
-                        part.pieces.clear();
-                        parts.piece_bytes -= part.piece_bytes;
-                        part.piece_bytes = 0;
-                        if part.stored.len() >= parts.index_block {
-                            // The entries go to the store too, as one index block.
-                            if let Ok(block) = spill.store.put(&spill_parts::encode_index(&part.stored)) {
-                                part.index.push((block, part.stored.len() as u32));
-                                part.stored.clear();
-                            }
-                        }
-                    }
-                    // No room: the pieces stay in memory (counted); nothing is lost.
-                    Err(_) => parts.piece_failures += 1,
-                }
+                let before = part.piece_bytes;
+                store_pieces(&mut spill.store, part, &schema, parts.index_block, &mut parts.piece_failures)?;
+                parts.piece_bytes = parts.piece_bytes - before + part.piece_bytes;
             }
         }
         rows.clear();
@@ -182,11 +189,11 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// Writes every generation of the `chosen` partitions out (in one pass
     /// over the slots) and frees their slots.
     fn spill_chosen(&mut self, chosen: &[bool; PARTS]) -> Result<()> {
-        let mut slots: Vec<(u8, u64, u32)> = (0..self.keys.slot_count() as u32)
+        let mut slots: Vec<(u8, u8, u64, u32)> = (0..self.keys.slot_count() as u32)
             .filter(|&s| self.keys.in_use(s) && self.core.arrival[s as usize] != NO_GEN)
-            .map(|s| (part_of(self.keys.slot_hash(s)), s))
-            .filter(|&(p, _)| chosen[p])
-            .map(|(p, s)| (p as u8, self.core.arrival[s as usize], s))
+            .map(|s| (self.keys.slot_hash(s), s))
+            .filter(|&(h, _)| chosen[part_of(h)])
+            .map(|(h, s)| (part_of(h) as u8, sub_of(h) as u8, self.core.arrival[s as usize], s))
             .collect();
         slots.sort_unstable();
         if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
@@ -194,17 +201,17 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 parts.set_spilled(p, true);
             }
         }
-        for part in slots.chunk_by(|a, b| a.0 == b.0) {
-            let run: Vec<u32> = part.iter().map(|&(_, _, s)| s).collect();
+        for group in slots.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let run: Vec<u32> = group.iter().map(|&(.., s)| s).collect();
             for run in run.chunks(RUN_GENERATIONS) {
-                self.spill_run(part[0].0 as usize, run)?;
+                self.spill_run(group[0].0 as usize, group[0].1, run)?;
             }
         }
         Ok(())
     }
 
     /// One run: the keys in one record, the states in another.
-    fn spill_run(&mut self, p: usize, slots: &[u32]) -> Result<()> {
+    fn spill_run(&mut self, p: usize, sub: u8, slots: &[u32]) -> Result<()> {
         let (mut keys, mut states) = (Vec::new(), Vec::new());
         let core = &mut self.core;
         let mut open = 0u32;
@@ -265,8 +272,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         }
         let Some(parts) = core.spill.as_mut().and_then(|s| s.parts.as_mut()) else { return Ok(()) };
         let part = &mut parts.parts[p];
-        part.runs.push(Run { keys: k, states: st, count, open });
+        part.runs.push(Run { keys: k, states: st, count, open, sub });
         part.open += u64::from(open);
+        part.subs[sub as usize].open += u64::from(open);
         part.min_deadline = part.min_deadline.min(min_deadline);
         parts.open += u64::from(open);
         Ok(())
@@ -275,80 +283,97 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// Brings partition `p` back: its generations, then its buffered
     /// fragments replayed under their arrival watermarks.
     fn reload_part(&mut self, p: usize) -> Result<()> {
-        let Some(part) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()).map(|parts| parts.take(p))
+        let Some(mut part) =
+            self.core.spill.as_mut().and_then(|s| s.parts.as_mut()).map(|parts| parts.take(p))
         else {
             return Ok(());
         };
-        self.reload_slice(p, &part, Slice::WHOLE)
+        self.reload_subs(p, &mut part, 0..SUBS)
     }
 
-    /// Brings back the keys of `slice` of partition `p` (its generations
-    /// and the fragments of its keys). The records are read once per slice
-    /// and freed with the last.
-    fn reload_slice(&mut self, p: usize, part: &spill_parts::Part, slice: Slice) -> Result<()> {
-        for run in &part.runs {
-            self.restore_run(p, run, slice)?;
-        }
+    /// Brings back sub-partitions `subs` of partition `p`, one after the
+    /// other: a sub-partition's generations, then its fragments. Every
+    /// record is read once, freed, and taken out of `part`.
+    fn reload_subs(&mut self, p: usize, part: &mut Part, subs: std::ops::Range<usize>) -> Result<()> {
+        self.unpack_index(p, part);
         let watermark = self.core.watermark;
-        self.set_replaying(true);
-        let result = self.replay_part(p, part, slice);
-        self.set_replaying(false);
-        self.core.watermark = watermark;
+        for s in subs {
+            let (runs, rest): (Vec<Run>, Vec<Run>) = part.runs.iter().partition(|r| r.sub as usize == s);
+            part.runs = rest;
+            for run in &runs {
+                self.restore_run(p, run)?;
+            }
+            let (stored, rest): (Vec<Stored>, Vec<Stored>) =
+                part.stored.iter().partition(|e| e.sub as usize == s);
+            part.stored = rest;
+            let pieces: Vec<RecordBatch> = part.pieces.iter().filter_map(|piece| piece.sub(s)).collect();
+            self.set_replaying(true);
+            let result = self.replay_sub(p, &stored, &pieces);
+            self.set_replaying(false);
+            // Keys of other sub-partitions are independent: each replay
+            // starts from the watermark of now.
+            self.core.watermark = watermark;
+            result?;
+        }
         self.core.sweep_if_due();
-        result
+        Ok(())
     }
 
-    /// Replays partition `p`'s buffered fragments of `slice`, oldest first.
-    fn replay_part(&mut self, p: usize, part: &spill_parts::Part, slice: Slice) -> Result<()> {
-        for &(block, entries) in &part.index {
-            let Some(spill) = self.core.spill.as_mut() else { break };
-            let read = if slice.is_last() { spill.store.take(block) } else { spill.store.get(block) };
-            match read
+    /// Reads (and frees) `part`'s index blocks: their entries go before its
+    /// other stored records. A block that cannot be read is said, never
+    /// silent (its records are lost).
+    fn unpack_index(&mut self, p: usize, part: &mut Part) {
+        if part.index.is_empty() {
+            return;
+        }
+        let Some(spill) = self.core.spill.as_mut() else { return };
+        let mut entries = Vec::new();
+        for (block, count) in std::mem::take(&mut part.index) {
+            match spill
+                .store
+                .take(block)
                 .map_err(spill_reason)
                 .and_then(|b| spill_parts::decode_index(&b).map_err(|e| e.to_string()))
             {
-                Ok(stored) => self.replay_stored(p, &stored, slice)?,
-                // The block's pieces cannot be found: said (once), never silent.
-                Err(reason) if slice.is_first() => {
+                Ok(stored) => entries.extend(stored),
+                Err(reason) => {
                     spill.corrupted += 1;
                     self.spill_errors.push(Error::Serialization {
-                        key: format!("{entries} buffered piece records of spill partition {p}"),
+                        key: format!("{count} buffered fragment records of spill partition {p}"),
                         tier: block.tier().as_str().to_owned(),
                         reason,
                     });
                 }
-                Err(_) => {}
             }
         }
-        self.replay_stored(p, &part.stored, slice)?;
-        for piece in &part.pieces {
-            self.replay(piece, slice)?;
-        }
-        Ok(())
+        entries.append(&mut part.stored);
+        part.stored = entries;
     }
 
-    /// Replays the stored pieces `stored` of partition `p`, in order.
-    fn replay_stored(&mut self, p: usize, stored: &[(SpillHandle, usize)], slice: Slice) -> Result<()> {
-        for &(handle, rows) in stored {
+    /// Replays one sub-partition's buffered fragments, oldest first: its
+    /// records in the store, then its rows in memory.
+    fn replay_sub(&mut self, p: usize, stored: &[Stored], pieces: &[RecordBatch]) -> Result<()> {
+        for e in stored {
             let Some(spill) = self.core.spill.as_mut() else { break };
-            let bytes = if slice.is_last() { spill.store.take(handle) } else { spill.store.get(handle) };
-            match bytes {
+            match spill.store.take(e.handle) {
                 Ok(bytes) => {
                     for piece in spill_parts::decode(&bytes)? {
-                        self.replay(&piece, slice)?;
+                        self.replay(&piece)?;
                     }
                 }
-                // Unreadable fragments cannot be applied: said (once), never silent.
-                Err(e) if slice.is_first() => {
+                // Unreadable fragments cannot be applied: said, never silent.
+                Err(err) => {
                     spill.corrupted += 1;
                     self.spill_errors.push(Error::Serialization {
-                        key: format!("{rows} buffered fragments of spill partition {p}"),
-                        tier: handle.tier().as_str().to_owned(),
-                        reason: spill_reason(e),
+                        key: format!("{} buffered fragments of spill partition {p}", e.rows),
+                        tier: e.handle.tier().as_str().to_owned(),
+                        reason: spill_reason(err),
                     });
                 }
-                Err(_) => {}
             }
+        }
+        for piece in pieces {
+            self.replay(piece)?;
         }
         Ok(())
     }
@@ -359,17 +384,13 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         }
     }
 
-    /// Restores the generations of `slice` of one run.
-    fn restore_run(&mut self, p: usize, run: &Run, slice: Slice) -> Result<()> {
+    /// Restores the generations of one run (its records read and freed).
+    fn restore_run(&mut self, p: usize, run: &Run) -> Result<()> {
         let Some(spill) = self.core.spill.as_mut() else { return Ok(()) };
-        let (keys, states) = if slice.is_last() {
-            (spill.store.take(run.keys), spill.store.take(run.states))
-        } else {
-            (spill.store.get(run.keys), spill.store.get(run.states))
-        };
+        let (keys, states) = (spill.store.take(run.keys), spill.store.take(run.states));
         let keys = match keys {
             Ok(keys) => keys,
-            Err(e) if slice.is_first() => {
+            Err(e) => {
                 // The keys are unknown: the run's generations are lost, and said so.
                 spill.corrupted += u64::from(run.count);
                 self.core.active -= u64::from(run.open);
@@ -380,14 +401,13 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 });
                 return Ok(());
             }
-            Err(_) => return Ok(()),
         };
-        // The run's keys of this slice, interned, in order (`None`: another slice's).
+        // The run's keys, interned, in order.
         let mut key_reader = Reader::new(&keys);
         let mut slots = Vec::with_capacity(run.count as usize);
         for _ in 0..run.count {
             let key = self.keys.read_written(&mut key_reader)?;
-            slots.push(if slice.holds(key.hash) { Some(self.keys.intern_written(&key)?) } else { None });
+            slots.push(self.keys.intern_written(&key)?);
         }
         self.core.grow(self.keys.slot_count());
         let states = match states {
@@ -395,10 +415,8 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             Err(e) => {
                 let (tier, reason) = (run.states.tier().as_str().to_owned(), spill_reason(e));
                 // Which were completed-key marks is unknown: each key leaves as `corrupted`.
-                if slice.is_first() {
-                    self.core.active -= u64::from(run.open);
-                }
-                for &slot in slots.iter().flatten() {
+                self.core.active -= u64::from(run.open);
+                for &slot in &slots {
                     self.lose(slot, &tier, &reason);
                 }
                 return Ok(());
@@ -407,7 +425,6 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         let mut r = Reader::new(&states);
         for slot in slots {
             let ((arrival, first, last, items, bytes), done, state) = read_generation(&mut r)?;
-            let Some(slot) = slot else { continue };
             let s = slot as usize;
             let core = &mut self.core;
             core.arrival[s] = arrival;
@@ -458,34 +475,12 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         core.close(slot, EmitReason::Corrupted, false, false, at);
     }
 
-    /// Applies the rows of `slice` of a buffered piece (after their
-    /// generations were restored).
-    fn replay(&mut self, piece: &RecordBatch, slice: Slice) -> Result<()> {
+    /// Applies the rows of a buffered piece (after their generations were
+    /// restored).
+    fn replay(&mut self, piece: &RecordBatch) -> Result<()> {
         let (batch, watermarks, times) = spill_parts::split(piece)?;
         let key_columns = self.plan.keys.iter().map(|k| k.resolve(&batch)).collect::<Result<Vec<_>>>()?;
         self.keys.load_batch(&key_columns)?;
-        let (batch, watermarks, times) = if slice.slices > 1 {
-            let rows: Vec<u32> = (0..batch.num_rows() as u32)
-                .filter(|&r| slice.holds(self.keys.row_hash(r as usize)))
-                .collect();
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let indices = arrow_array::UInt32Array::from(rows);
-            let take = |a: &arrow_array::ArrayRef| {
-                arrow_select::take::take(a.as_ref(), &indices, None)
-                    .map_err(Error::arrow("slicing buffered fragments"))
-            };
-            let batch = arrow_select::take::take_record_batch(&batch, &indices)
-                .map_err(Error::arrow("slicing buffered fragments"))?;
-            let watermarks: Vec<Millis> = indices.values().iter().map(|&r| watermarks[r as usize]).collect();
-            let times = take(&times)?;
-            let key_columns = self.plan.keys.iter().map(|k| k.resolve(&batch)).collect::<Result<Vec<_>>>()?;
-            self.keys.load_batch(&key_columns)?;
-            (batch, watermarks, times)
-        } else {
-            (batch, watermarks, times)
-        };
         let times = EventTimes::from_column(&times)?;
         let input = self.core.acc.bind(&batch)?;
         self.slots.clear();
@@ -514,31 +509,37 @@ impl<A: Accumulator> KeyedAccumulator<A> {
 
     /// One step of the end of input for the spilled partitions: the next
     /// slice of the partition being finished, or the first slice of the next
-    /// spilled one. A partition comes back in slices of its keys (by hash)
-    /// of about [`FINISH_SLICE`](spill_parts::FINISH_SLICE) generations and
-    /// fragments, so a step holds a bounded part of it however large the
-    /// input grew; each slice's records are read again, and freed with the
-    /// last. Returns `false` when no spilled partition is left.
+    /// spilled one. A partition comes back a slice of its sub-partitions at
+    /// a time, of about [`FINISH_SLICE`](spill_parts::FINISH_SLICE)
+    /// generations and fragments, so a step holds a bounded part of it
+    /// however large the input grew; every record is read once. Returns
+    /// `false` when no spilled partition is left.
     pub(super) fn finish_spilled_step(
         &mut self,
         rows_per_batch: usize,
         out: &mut dyn FnMut(RecordBatch),
     ) -> Result<bool> {
         let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) else { return Ok(false) };
-        let finishing = match parts.finishing.take() {
+        let mut finishing = match parts.finishing.take() {
             Some(f) => f,
             None => {
                 let Some(p) = (0..PARTS).find(|&p| parts.mask[p]) else { return Ok(false) };
                 let part = parts.take(p);
-                // What comes back resident: the spilled generations, and about
-                // one new generation per few buffered fragments.
-                let size = part.open + part.rows / 4;
-                let slices = size.div_ceil(parts.finish_slice.max(1)).max(1) as usize;
-                spill_parts::Finishing { p, part, slice: 0, slices }
+                let slices = part.slices(parts.finish_slice.max(1));
+                spill_parts::Finishing { p, part, slices, slice: 0 }
             }
         };
-        let (p, slice) = (finishing.p, Slice { slice: finishing.slice, slices: finishing.slices });
-        self.reload_slice(p, &finishing.part, slice)?;
+        let p = finishing.p;
+        let subs = finishing.slices[finishing.slice].clone();
+        let reloaded = self.reload_subs(p, &mut finishing.part, subs);
+        let last = finishing.slice + 1 >= finishing.slices.len();
+        if !last {
+            // Kept before the error is returned, so its records are freed with the rest.
+            if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+                parts.finishing = Some(spill_parts::Finishing { slice: finishing.slice + 1, ..finishing });
+            }
+        }
+        reloaded?;
         let mut open: Vec<(u64, u32)> = (0..self.keys.slot_count() as u32)
             .filter(|&s| {
                 let i = s as usize;
@@ -565,38 +566,52 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             self.core.acc.maintain();
         }
         self.release_slots()?;
-        if !slice.is_last() {
-            if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
-                parts.finishing = Some(spill_parts::Finishing { slice: slice.slice + 1, ..finishing });
-            }
-        }
         Ok(true)
     }
 }
 
-/// Which keys of a partition a reload brings back: those whose hash falls
-/// in slice `slice` of `slices`.
-#[derive(Debug, Clone, Copy)]
-struct Slice {
-    slice: usize,
-    slices: usize,
-}
-
-impl Slice {
-    /// The whole partition at once.
-    const WHOLE: Slice = Slice { slice: 0, slices: 1 };
-
-    fn holds(self, hash: u64) -> bool {
-        self.slices <= 1 || spill_parts::slice_of(hash, self.slices) == self.slice
+/// Sends `part`'s pieces to the store, a record per sub-partition (its
+/// rows of every piece, in order). A sub-partition the store has no room
+/// for keeps its rows in memory (counted in `failures`; nothing is lost).
+fn store_pieces(
+    store: &mut SpillStore,
+    part: &mut Part,
+    schema: &SchemaRef,
+    index_block: usize,
+    failures: &mut u64,
+) -> Result<()> {
+    let pieces = std::mem::take(&mut part.pieces);
+    let mut kept = Vec::new();
+    for s in 0..SUBS {
+        let rows: Vec<RecordBatch> = pieces.iter().filter_map(|p| p.sub(s)).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let batch = arrow_select::concat::concat_batches(schema, &rows)
+            .map_err(Error::arrow("joining fragments of a spilled partition"))?;
+        let n = batch.num_rows();
+        match store.put(&spill_parts::encode(std::slice::from_ref(&batch))?) {
+            Ok(handle) => {
+                part.stored.push(Stored { handle, rows: n as u32, sub: s as u8 });
+                if part.stored.len() >= index_block {
+                    // The entries go to the store too, as one index block.
+                    if let Ok(block) = store.put(&spill_parts::encode_index(&part.stored)) {
+                        part.index.push((block, part.stored.len() as u32));
+                        part.stored.clear();
+                    }
+                }
+            }
+            Err(_) => {
+                *failures += 1;
+                let mut bounds = [0u32; SUBS + 1];
+                bounds[s + 1..].fill(n as u32);
+                kept.push(Piece { batch, bounds });
+            }
+        }
     }
-
-    fn is_first(self) -> bool {
-        self.slice == 0
-    }
-
-    fn is_last(self) -> bool {
-        self.slice + 1 >= self.slices
-    }
+    part.piece_bytes = kept.iter().map(|p| p.batch.get_array_memory_size()).sum();
+    part.pieces = kept;
+    Ok(())
 }
 
 /// A spilled generation's driver fields (arrival, first, last, items, bytes).
