@@ -10,6 +10,8 @@
 mod control;
 mod group;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +47,12 @@ use crate::{Error, PipelineGraph, Result};
 /// made of them, until the stages after have read it) plus the
 /// accumulators' state, so memory does not grow with the input. The
 /// default wave is threads × [`mailbox_capacity`](crate::RunOptions::mailbox_capacity)
-/// batches: larger waves keep the pool busier, smaller ones hold less.
+/// rounds: larger waves keep the pool busier, smaller ones hold less. A
+/// wave flows once it is full or every source is at its end, so a source
+/// that blocks waiting for input holds back the rows already read: for
+/// live streams the [`StealEngine`](crate::StealEngine) suits better.
+/// [`RunHandle::stop`](crate::RunHandle::stop) reads no more input and
+/// finishes the run with what was read.
 ///
 /// ```
 /// use garner_engine::RayonEngine;
