@@ -450,22 +450,20 @@ impl<'a> Run<'a> {
     /// Publishes the figures after a wave: live metrics and progress.
     fn publish(&mut self) {
         self.collect_figures();
-        let gauges = self.bodies.iter().map(|b| match b {
-            Body::Group(g) => LiveGauges { pressure: g.pressure(), ..LiveGauges::default() },
-            _ => LiveGauges::default(),
-        });
-        self.control.publish(&self.reports, gauges);
+        let gauges: Vec<LiveGauges> = self
+            .bodies
+            .iter()
+            .map(|b| match b {
+                Body::Group(g) => LiveGauges { pressure: g.pressure(), ..LiveGauges::default() },
+                _ => LiveGauges::default(),
+            })
+            .collect();
         if let Some(p) = &self.opts.progress {
-            let (mut resident, mut spilled) = (0, 0);
-            for b in &self.bodies {
-                if let Body::Group(g) = b {
-                    let pressure = g.pressure();
-                    resident += pressure.resident_keys;
-                    spilled += pressure.spilled_keys;
-                }
-            }
+            let resident = gauges.iter().map(|g| g.pressure.resident_keys).sum();
+            let spilled = gauges.iter().map(|g| g.pressure.spilled_keys).sum();
             Progress::set(&p.keys_resident, resident);
             Progress::set(&p.keys_spilled, spilled);
         }
+        self.control.publish(&self.reports, gauges.into_iter());
     }
 }
