@@ -1,7 +1,8 @@
 //! Backpressure: a sink ten times slower than its source keeps the
-//! process's peak RSS flat as the input grows 4x, on every streaming engine;
-//! with a drop policy on the sink's mailbox, every row is accounted for:
-//! rows in = rows out + dropped, per stage.
+//! process's peak RSS flat as the input grows 4x, on every engine; with a
+//! drop policy on the sink's mailbox, every row is accounted for: rows in =
+//! rows out + dropped, per stage (on the engines with mailboxes: the sync
+//! and rayon engines have none to drop from).
 //!
 //! Each measured run happens in a child process (this test binary run again
 //! with `GARNER_BACKPRESSURE_CHILD` set), so its peak RSS (`VmHWM`) is its
@@ -76,6 +77,7 @@ fn engine(name: &str) -> Box<dyn Engine> {
         "steal" => Box::new(StealEngine::with_threads(2)),
         "dataflow" => Box::new(DataflowEngine::with_threads(2)),
         "hybrid" => Box::new(HybridEngine::with_threads(2)),
+        "rayon" => Box::new(RayonEngine::with_threads(2)),
         other => panic!("no engine {other}"),
     }
 }
@@ -145,11 +147,12 @@ fn a_slow_sink_keeps_memory_flat_as_the_input_grows() {
     if std::env::var(CHILD).is_ok() {
         return;
     }
-    for name in ["sync", "steal", "dataflow", "hybrid"] {
+    for name in ["sync", "steal", "dataflow", "hybrid", "rayon"] {
         let (in1, out1, dropped1, peak1) = measure(name, 150, "block");
         let (in4, out4, dropped4, peak4) = measure(name, 600, "block");
         assert_eq!((in1, out1, dropped1), (150 * 4096, 150 * 4096, 0), "{name}");
         assert_eq!((in4, out4, dropped4), (600 * 4096, 600 * 4096, 0), "{name}");
+        println!("{name}: peak {peak1} KiB at 1x, {peak4} KiB at 4x");
         // Flat: within 10% (plus 2 MiB of allocator noise for these small processes).
         assert!(peak4 <= peak1 + peak1 / 10 + 2048, "{name}: peak {peak1} KiB at 1x, {peak4} KiB at 4x");
     }

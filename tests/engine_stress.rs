@@ -186,6 +186,7 @@ fn stop_drains_a_saturated_pipeline_and_loses_nothing() {
         Box::new(StealEngine::with_threads(THREADS)) as Box<dyn Engine>,
         Box::new(DataflowEngine::with_threads(THREADS)),
         Box::new(HybridEngine::with_threads(THREADS)),
+        Box::new(RayonEngine::with_threads(THREADS)),
     ] {
         let (graph, out, _) = endless_graph();
         let opts = RunOptions::default().with_mailbox_capacity(1);
@@ -214,6 +215,7 @@ fn abort_stops_a_saturated_pipeline() {
         Box::new(StealEngine::with_threads(THREADS)) as Box<dyn Engine>,
         Box::new(DataflowEngine::with_threads(THREADS)),
         Box::new(HybridEngine::with_threads(THREADS)),
+        Box::new(RayonEngine::with_threads(THREADS)),
     ] {
         let (graph, _out, _) = endless_graph();
         let handle = engine.spawn(graph, RunOptions::default().with_mailbox_capacity(1)).unwrap();

@@ -165,12 +165,7 @@ fn the_observer_sees_starts_batches_and_accumulator_events_matching_the_report()
         for stage in ["keep", "assemble"] {
             let r = report.stage(stage).unwrap();
             let started = starts.get(stage).copied().unwrap_or(0);
-            if name == "rayon" && stage == "keep" {
-                // Rayon opens a stateless stage once per split of its input.
-                assert!(started >= 1, "{name} {stage}");
-            } else {
-                assert_eq!(started, r.instances as u64, "{name} {stage}");
-            }
+            assert_eq!(started, r.instances as u64, "{name} {stage}");
             assert_eq!(
                 observer.rows_in.lock().unwrap().get(stage).copied(),
                 Some(r.rows_in),

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`SyncEngine`] | one thread, topological, deterministic | tests, golden outputs |
 //! | [`StealEngine`] | actors on a work-stealing pool, fused stateless chains | the default |
-//! | [`RayonEngine`] | stage at a time, data-parallel over batches | bounded inputs |
+//! | [`RayonEngine`] | bounded waves of batches, each stage data-parallel over a wave | batch jobs, data-parallel stages |
 //! | [`DataflowEngine`] | a thread per stage instance, bounded links | coarse stages, blocking IO |
 //! | [`HybridEngine`] | per-stage placement by [`ParallelismHint`](crate::ParallelismHint) | mixed pipelines |
 
@@ -13,7 +13,7 @@ mod dataflow;
 pub(crate) mod exchange;
 mod hybrid;
 pub(crate) mod plan;
-mod rayon_engine;
+mod rayon;
 mod report;
 mod runtime;
 mod steal;
@@ -23,9 +23,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::rayon::RayonEngine;
 pub use dataflow::DataflowEngine;
 pub use hybrid::HybridEngine;
-pub use rayon_engine::RayonEngine;
 pub use report::{RunReport, StageReport};
 pub use runtime::{RunHandle, RunMonitor, StageSnapshot};
 pub use steal::StealEngine;
