@@ -247,6 +247,8 @@ pub(crate) struct Parts {
     pub(crate) piece_schema: Option<(SchemaRef, SchemaRef)>,
     /// The partition the end of input is bringing back, a slice at a time.
     pub(crate) finishing: Option<Finishing>,
+    /// Slots interned while reloading (the keys a finishing slice brought back).
+    pub(crate) reloaded: Vec<u32>,
     /// Generations and fragments per slice at the end of input.
     pub(crate) finish_slice: u64,
     /// Buffered bytes after which a partition's pieces go to the store.
@@ -269,6 +271,7 @@ impl Default for Parts {
             piece_failures: 0,
             piece_schema: None,
             finishing: None,
+            reloaded: Vec::new(),
             finish_slice: FINISH_SLICE,
             piece_limit: PIECE_BYTES,
             index_block: INDEX_BLOCK,
@@ -310,6 +313,7 @@ impl Parts {
     pub(crate) fn bytes_held(&self) -> usize {
         self.piece_bytes
             + self.rows.capacity() * 24
+            + self.reloaded.capacity() * 4
             + self
                 .parts
                 .iter()

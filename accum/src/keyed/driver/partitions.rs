@@ -288,7 +288,11 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         else {
             return Ok(());
         };
-        self.reload_subs(p, &mut part, 0..SUBS)
+        let reloaded = self.reload_subs(p, &mut part, 0..SUBS);
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.reloaded.clear();
+        }
+        reloaded
     }
 
     /// Brings back sub-partitions `subs` of partition `p`, one after the
@@ -410,6 +414,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             slots.push(self.keys.intern_written(&key)?);
         }
         self.core.grow(self.keys.slot_count());
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.reloaded.extend_from_slice(&slots);
+        }
         let states = match states {
             Ok(states) => states,
             Err(e) => {
@@ -489,6 +496,9 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             self.slots.push(slot);
         }
         self.core.grow(self.keys.slot_count());
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.reloaded.extend_from_slice(&self.slots);
+        }
         let result = self.core.apply_rows(&input, &self.slots, &times, &mut self.rejects, Some(&watermarks));
         drop(input);
         if let Some(r) = self.rejects.take(&batch)? {
@@ -540,16 +550,25 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             }
         }
         reloaded?;
-        let mut open: Vec<(u64, u32)> = (0..self.keys.slot_count() as u32)
+        // The keys this slice brought back (none of the partition was resident).
+        let mut reloaded = match self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            Some(parts) => std::mem::take(&mut parts.reloaded),
+            None => Vec::new(),
+        };
+        reloaded.sort_unstable();
+        reloaded.dedup();
+        let mut open: Vec<(u64, u32)> = reloaded
+            .iter()
+            .copied()
             .filter(|&s| {
                 let i = s as usize;
                 self.keys.in_use(s)
                     && self.core.arrival[i] != NO_GEN
                     && !self.core.done.get(i).copied().unwrap_or(false)
-                    && part_of(self.keys.slot_hash(s)) == p
             })
             .map(|s| (self.core.arrival[s as usize], s))
             .collect();
+        debug_assert!(open.iter().all(|&(_, s)| part_of(self.keys.slot_hash(s)) == p));
         open.sort_unstable();
         self.name_spill_errors()?;
         if let Some(batch) = self.take_output()? {
@@ -566,6 +585,10 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             self.core.acc.maintain();
         }
         self.release_slots()?;
+        reloaded.clear();
+        if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
+            parts.reloaded = reloaded;
+        }
         Ok(true)
     }
 }
