@@ -22,6 +22,11 @@
 //!      (floored at `min`);
 //!   4. otherwise it stays.
 //!
+//!   A stage set up with [`Batching`] (`Pipeline::batching`) gets its input
+//!   batches cut by a [`BatchSizer`] in the sync, steal, dataflow and
+//!   hybrid engines, which report each slice's latency and the stage's
+//!   input fill to it.
+//!
 //! - [`CreditGate`] — a credit-based link (seed §6.1 "Credit-Based"): the
 //!   receiver grants credits, the sender spends one per unit and announces
 //!   its backlog so the receiver can grant ahead. Unlike the other two it is

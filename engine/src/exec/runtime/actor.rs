@@ -566,7 +566,9 @@ impl Actor {
     /// Feeds `batches` to chain member `from` with `call`, and what it
     /// emits through the members after it. A member with a sizer gets its
     /// batches cut to the sizer's size, one call per slice; an adaptive
-    /// sizer is told each call's latency and the actor's input fill.
+    /// sizer is told each call's latency and the input fill: 1 while the
+    /// rest of a cut batch waits, else the actor's input links' fill
+    /// (queued units over capacity).
     #[allow(clippy::too_many_arguments)] // the step's borrowed parts, split for the borrow checker
     fn through(
         &self,
@@ -634,7 +636,9 @@ impl Actor {
                             e
                         })?;
                     if let (Some(s), Some(t0)) = (sizer.as_deref_mut(), timed) {
-                        s.observe(t0.elapsed().as_secs_f64() * 1e3, self.input_fill(rt));
+                        // The rest of a cut batch waits for the stage: backed up.
+                        let fill = if rest.is_some() { 1.0 } else { self.input_fill(rt) };
+                        s.observe(t0.elapsed().as_secs_f64() * 1e3, fill);
                         c.batch_up.store(s.increments(), Relaxed);
                         c.batch_down.store(s.decrements(), Relaxed);
                     }
