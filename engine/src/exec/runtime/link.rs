@@ -27,7 +27,7 @@
 //! The two sides never both wait: the announcement and the sender's
 //! "waiting" flag are set under the lock the grant takes, and the receiver
 //! re-checks its links after every step that ended idle. The exhaustive
-//! model in `flow/credit_model.rs` checks exactly this protocol,
+//! model in `flow/link_model.rs` checks exactly this protocol,
 //! scheduling hand-shake included.
 //!
 //! # Drop policies
