@@ -284,13 +284,18 @@ fn run(
     engine: &dyn Engine,
     shape: &Shape,
     input: &[RecordBatch],
-    capacity: usize,
+    (capacity, floating): (usize, usize),
 ) -> (Vec<Vec<String>>, Counts) {
     let (graph, outs) = build(shape, input);
-    let opts = RunOptions::default().with_mailbox_capacity(capacity);
-    let report =
-        common::run_watched(engine, graph, opts, common::HANG_TIMEOUT, &(shape, input.len(), capacity))
-            .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
+    let opts = RunOptions::default().with_mailbox_capacity(capacity).with_floating_credits(floating);
+    let report = common::run_watched(
+        engine,
+        graph,
+        opts,
+        common::HANG_TIMEOUT,
+        &(shape, input.len(), capacity, floating),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", engine.name()));
     let counts =
         report.stages.iter().map(|s| (s.id.clone(), s.rows_in, s.rows_out, s.rows_dropped)).collect();
     (outs.iter().map(common::rows_of).collect(), counts)
@@ -312,6 +317,17 @@ fn check(
     size: usize,
     threads: usize,
     capacity: usize,
+) -> Result<(), TestCaseError> {
+    check_links(shape, rows, size, threads, (capacity, 0))
+}
+
+/// As [`check`], with links of `(capacity, floating credits)`.
+fn check_links(
+    shape: &Shape,
+    rows: &[Row],
+    size: usize,
+    threads: usize,
+    capacity: (usize, usize),
 ) -> Result<(), TestCaseError> {
     let input = batches(rows, size);
     let (expected, expected_counts) = run(&SyncEngine::new(), shape, &input, capacity);
@@ -351,8 +367,9 @@ proptest! {
         size in batch_size(),
         threads in 1usize..=3,
         capacity in 1usize..=8,
+        floating in prop_oneof![3 => Just(0usize), 1 => 1usize..=4],
     ) {
-        check(&shape, &rows, size, threads, capacity)?;
+        check_links(&shape, &rows, size, threads, (capacity, floating))?;
     }
 }
 

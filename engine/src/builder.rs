@@ -59,6 +59,7 @@ pub(crate) struct PendingNode {
     pub(crate) ordering: Ordering,
     pub(crate) hint: Option<ParallelismHint>,
     pub(crate) mailbox: Option<crate::resilience::MailboxPolicy>,
+    pub(crate) batching: Option<crate::flow::Batching>,
 }
 
 /// Builds a [`PipelineGraph`].
@@ -111,6 +112,7 @@ impl Pipeline {
             ordering: Ordering::Ordered,
             hint: None,
             mailbox: None,
+            batching: None,
         });
         self
     }
@@ -185,6 +187,45 @@ impl Pipeline {
     pub fn mailbox(mut self, policy: crate::resilience::MailboxPolicy) -> Self {
         if let Some(n) = self.nodes.last_mut() {
             n.mailbox = Some(policy);
+        }
+        self
+    }
+
+    /// Sets how the engines cut the input batches of the last stage added
+    /// (a transform, accumulator, branch or merge; sources and sinks
+    /// ignore it): [`Batching::Fixed`](crate::flow::Batching::Fixed) slices
+    /// them to at most `n` rows, [`Batching::Adaptive`](crate::flow::Batching::Adaptive)
+    /// to a size that follows the seed's adaptive rule on the stage's
+    /// measured latency per slice and its input queue's fill. The
+    /// `SyncEngine`, `StealEngine`, `DataflowEngine` and `HybridEngine` drive
+    /// it (the `RayonEngine` ignores it); adjustments show in the stage's
+    /// `adaptive_batch_adjustments` metric. `build` checks the parameters.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use garner_columnar::sink::CollectSink;
+    /// use garner_columnar::source::MemorySource;
+    /// use garner_engine::flow::{AdaptiveConfig, Batching};
+    /// use garner_engine::prelude::*;
+    ///
+    /// let data = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..1000)) as _)]).unwrap();
+    /// let (sink, rows) = CollectSink::new();
+    /// let config = AdaptiveConfig { min: 64, max: 4096, initial: 256, target_latency_ms: 5.0, alpha: 0.3 };
+    /// let graph = Pipeline::new("adaptive")
+    ///     .source("read", MemorySource::try_from_batches(vec![data]).unwrap())
+    ///     .transform("pass", MapBatches::new(Ok))
+    ///     .batching(Batching::Adaptive(config))
+    ///     .sink("write", sink)
+    ///     .build()
+    ///     .unwrap();
+    /// let report = SyncEngine::new().run(graph, RunOptions::default()).unwrap();
+    /// assert_eq!(rows.concat().unwrap().num_rows(), 1000);
+    /// assert!(report.stage("pass").unwrap().batches_in >= 1000 / 256);
+    /// ```
+    pub fn batching(mut self, batching: crate::flow::Batching) -> Self {
+        if let Some(n) = self.nodes.last_mut() {
+            n.batching = Some(batching);
         }
         self
     }

@@ -133,6 +133,8 @@ pub struct Node {
     pub key_columns: Vec<String>,
     /// Its input mailbox, when set (else the run's capacity, blocking).
     pub mailbox: Option<crate::resilience::MailboxPolicy>,
+    /// How the engines cut its input batches, when set.
+    pub batching: Option<crate::flow::Batching>,
     pub(crate) body: NodeBody,
 }
 

@@ -36,6 +36,12 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
             NodeBody::Stage(f) => f.create(0).output_ports(),
         };
         check_kind(n, &p)?;
+        if let Some(b) = &n.batching {
+            b.validate().map_err(|e| Error::InvalidStage {
+                stage: n.id.clone(),
+                message: format!("batching: {e}"),
+            })?;
+        }
         ports.push(p);
     }
 
@@ -154,6 +160,7 @@ pub(crate) fn build(pipeline: Pipeline) -> Result<PipelineGraph> {
             output_ports: ports[i].clone(),
             key_columns,
             mailbox: n.mailbox,
+            batching: n.batching,
             body: n.body,
         });
     }

@@ -311,6 +311,9 @@ pub(crate) fn build(spec: &Spec, dead_letters: Option<&DeadLetterQueue>) -> Resu
             }
             StageSpec::Merge(m) => p.merge(&m.id, m.inputs.clone()),
         };
+        if let Some(b) = stage.batching() {
+            p = p.batching(b.batching());
+        }
         if let Some(m) = stage.mailbox() {
             if m.capacity == Some(0) {
                 bail!("stage[{i}].mailbox.capacity: must be at least 1");

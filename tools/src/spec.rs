@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use garner::columnar::Format;
 use garner::engine::exec::EngineKind;
+use garner::engine::flow::{AdaptiveConfig, Batching, FlowError};
 use garner::pools::ByteSize;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -93,6 +94,62 @@ pub(crate) struct OnErrorSpec {
 pub(crate) struct MailboxSpec {
     pub(crate) capacity: Option<usize>,
     pub(crate) on_full: Option<OnFullKind>,
+}
+
+/// `batching = { mode = "adaptive", min = 256, max = 65536, initial = 1024,
+/// target_latency = "5ms", alpha = 0.3 }` or `batching = { mode = "fixed",
+/// size = 4096 }`: how the engines cut the stage's input batches.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum BatchingSpec {
+    /// Slices of at most `size` rows.
+    Fixed { size: usize },
+    /// The seed's adaptive rule; `min` defaults to 1, `max` to 65536,
+    /// `initial` to `max`, `alpha` to 0.3.
+    Adaptive {
+        min: Option<usize>,
+        max: Option<usize>,
+        initial: Option<usize>,
+        target_latency: Dur,
+        alpha: Option<f64>,
+    },
+}
+
+impl BatchingSpec {
+    /// The engine's batching (checked by [`parse`]).
+    pub(crate) fn batching(&self) -> Batching {
+        match *self {
+            BatchingSpec::Fixed { size } => Batching::Fixed(size),
+            BatchingSpec::Adaptive { min, max, initial, target_latency, alpha } => {
+                let (min, max) = (min.unwrap_or(1), max.unwrap_or(65_536));
+                Batching::Adaptive(AdaptiveConfig {
+                    min,
+                    max,
+                    initial: initial.unwrap_or(max),
+                    target_latency_ms: target_latency.0.as_secs_f64() * 1e3,
+                    alpha: alpha.unwrap_or(0.3),
+                })
+            }
+        }
+    }
+
+    /// Checks the values; errors name the key under `path`.
+    fn check(&self, path: &str) -> Result<(), SpecError> {
+        let key = |k: &str| format!("{path}.batching.{k}");
+        match self.batching().validate() {
+            Ok(()) => Ok(()),
+            Err(_) if matches!(self, BatchingSpec::Fixed { .. }) => {
+                Err(err(key("size"), "must be at least 1"))
+            }
+            Err(FlowError::InvalidTargetLatency { .. }) => {
+                Err(err(key("target_latency"), "must be more than 0"))
+            }
+            Err(FlowError::InvalidAlpha { alpha }) => {
+                Err(err(key("alpha"), format!("{alpha} is not in (0, 1] (the weight of the newest latency)")))
+            }
+            Err(e) => Err(err(format!("{path}.batching"), e.to_string())),
+        }
+    }
 }
 
 /// What a full mailbox does.
@@ -198,6 +255,8 @@ pub(crate) struct AccumulateSpec {
     pub(crate) inputs: Option<Vec<String>>,
     /// The stage's input mailbox (parallel engines).
     pub(crate) mailbox: Option<MailboxSpec>,
+    /// How the engines cut the stage's input batches.
+    pub(crate) batching: Option<BatchingSpec>,
     /// The stage's error policy (retries, time quota, panics).
     pub(crate) on_error: Option<OnErrorSpec>,
     pub(crate) key: OneOrMany,
@@ -319,6 +378,8 @@ pub(crate) struct FilterSpec {
     pub(crate) inputs: Option<Vec<String>>,
     /// The stage's input mailbox (parallel engines).
     pub(crate) mailbox: Option<MailboxSpec>,
+    /// How the engines cut the stage's input batches.
+    pub(crate) batching: Option<BatchingSpec>,
     /// The stage's error policy (retries, time quota, panics).
     pub(crate) on_error: Option<OnErrorSpec>,
     pub(crate) column: String,
@@ -336,6 +397,8 @@ pub(crate) struct ColumnsSpec {
     pub(crate) inputs: Option<Vec<String>>,
     /// The stage's input mailbox (parallel engines).
     pub(crate) mailbox: Option<MailboxSpec>,
+    /// How the engines cut the stage's input batches.
+    pub(crate) batching: Option<BatchingSpec>,
     /// The stage's error policy (retries, time quota, panics).
     pub(crate) on_error: Option<OnErrorSpec>,
     pub(crate) columns: Vec<String>,
@@ -350,6 +413,8 @@ pub(crate) struct MappingSpec {
     pub(crate) inputs: Option<Vec<String>>,
     /// The stage's input mailbox (parallel engines).
     pub(crate) mailbox: Option<MailboxSpec>,
+    /// How the engines cut the stage's input batches.
+    pub(crate) batching: Option<BatchingSpec>,
     /// The stage's error policy (retries, time quota, panics).
     pub(crate) on_error: Option<OnErrorSpec>,
     /// rename: old → new; cast: column → Arrow type name.
@@ -462,6 +527,17 @@ impl StageSpec {
             StageSpec::Rename(s) | StageSpec::Cast(s) => s.mailbox,
             StageSpec::Sink(s) => s.mailbox,
             StageSpec::Source(_) | StageSpec::Branch(_) | StageSpec::Merge(_) => None,
+        }
+    }
+
+    /// The stage's batching, if it sets one.
+    pub(crate) fn batching(&self) -> Option<BatchingSpec> {
+        match self {
+            StageSpec::Accumulate(s) => s.batching,
+            StageSpec::Filter(s) => s.batching,
+            StageSpec::DropNulls(s) | StageSpec::Select(s) => s.batching,
+            StageSpec::Rename(s) | StageSpec::Cast(s) => s.batching,
+            StageSpec::Source(_) | StageSpec::Sink(_) | StageSpec::Branch(_) | StageSpec::Merge(_) => None,
         }
     }
 
@@ -711,6 +787,9 @@ fn check_format(path: &str, format: Option<&str>, file: &Path) -> Result<Format,
 
 /// Checks a stage's values, and rejects keys that would be ignored.
 fn check_stage(path: &str, stage: &mut StageSpec) -> Result<(), SpecError> {
+    if let Some(b) = stage.batching() {
+        b.check(path)?;
+    }
     match stage {
         StageSpec::Source(s) => {
             let format = check_format(path, s.format.as_deref(), &s.path)?;
@@ -885,6 +964,36 @@ path = "assembled.parquet"
         let e =
             parse_err(&with("memory_budget = \"1MiB\"", "spill = true\non_error = { panic = \"explode\" }"));
         assert!(e.starts_with("stage[1].on_error.panic"), "{e}");
+    }
+
+    #[test]
+    fn batching_parses_and_bad_values_name_their_key() {
+        let with =
+            |batching: &str| GOOD.replace("spill = true", &format!("spill = true\nbatching = {batching}"));
+        let spec = parse(
+            &with(r#"{ mode = "adaptive", min = 256, max = 65536, target_latency = "5ms" }"#),
+            Path::new("."),
+        )
+        .unwrap();
+        let want =
+            AdaptiveConfig { min: 256, max: 65536, initial: 65536, target_latency_ms: 5.0, alpha: 0.3 };
+        assert_eq!(spec.stages[1].batching().unwrap().batching(), Batching::Adaptive(want));
+        let spec = parse(&with(r#"{ mode = "fixed", size = 512 }"#), Path::new(".")).unwrap();
+        assert_eq!(spec.stages[1].batching().unwrap().batching(), Batching::Fixed(512));
+        let e = parse_err(&with(r#"{ mode = "fixed", size = 0 }"#));
+        assert!(e.starts_with("stage[1].batching.size: must be at least 1"), "{e}");
+        let e = parse_err(&with(r#"{ mode = "adaptive", min = 10, max = 5, target_latency = "5ms" }"#));
+        assert!(e.starts_with("stage[1].batching: invalid adaptive batch bounds"), "{e}");
+        let e = parse_err(&with(r#"{ mode = "adaptive", target_latency = "0ms" }"#));
+        assert!(e.starts_with("stage[1].batching.target_latency: must be more than 0"), "{e}");
+        let e = parse_err(&with(r#"{ mode = "adaptive", target_latency = "5ms", alpha = 2.0 }"#));
+        assert!(e.starts_with("stage[1].batching.alpha: 2 is not in (0, 1]"), "{e}");
+        let e = parse_err(&with(r#"{ mode = "adaptive" }"#));
+        assert!(e.starts_with("stage[1].batching") && e.contains("target_latency"), "{e}");
+        let e = parse_err(&with(r#"{ mode = "adaptive", target_latency = "5ms", maxx = 3 }"#));
+        assert!(e.starts_with("stage[1].batching") && e.contains("maxx"), "{e}");
+        let e = parse_err(&with(r#"{ mode = "sometimes" }"#));
+        assert!(e.starts_with("stage[1].batching") && e.contains("sometimes"), "{e}");
     }
 
     #[test]

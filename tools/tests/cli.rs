@@ -538,3 +538,37 @@ fn redacted_variables_are_kept_out_of_the_dead_letter_file() {
     // The assembled output is data, not telemetry: untouched.
     assert!(std::fs::read_to_string(d.join("out.csv")).unwrap().contains("Alice Smith"));
 }
+
+#[test]
+fn a_batching_key_cuts_the_stage_input_and_changes_no_row() {
+    // A fixed size of 100 rows: the accumulator is called at least once per
+    // 100 fragments, and assembles the same 2000 subjects; an adaptive size
+    // with a 1 ns target only ever halves.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    gen(d, "fragments.arrow", "ipc");
+    for (batching, engine) in [
+        (r#"{ mode = "fixed", size = 100 }"#, "sync"),
+        (r#"{ mode = "fixed", size = 100 }"#, "steal"),
+        (r#"{ mode = "adaptive", min = 50, max = 4096, target_latency = "1ns" }"#, "dataflow"),
+    ] {
+        let spec = SPEC.replace("spill = true", &format!("spill = true\nbatching = {batching}"));
+        std::fs::write(d.join("p.toml"), spec).unwrap();
+        let o = garner(&["run", "p.toml", "--engine", engine, "--metrics-out", "m.json"], d);
+        let err = stderr(&o);
+        assert!(o.status.success(), "{engine}: {err}");
+        assert!(err.contains("2000 rows out"), "{engine}: {err}");
+        let text = std::fs::read_to_string(d.join("m.json")).unwrap();
+        let m = garner::engine::telemetry::MetricsSnapshot::from_json(&text).unwrap();
+        let stage = m.stage("assemble").unwrap();
+        let adj = stage.flow.adaptive_batch_adjustments;
+        if batching.contains("fixed") {
+            let (rows, batches) = (stage.stage_rows_in_total, stage.stage_batches_in_total);
+            assert!(rows > 7000 && batches * 100 >= rows, "{engine}: {rows} rows in {batches} calls");
+            assert_eq!((adj.increment, adj.decrement), (0, 0), "{engine}");
+        } else {
+            assert_eq!(adj.increment, 0, "{engine}");
+            assert!(adj.decrement > 0, "{engine}: {stage:?}");
+        }
+    }
+}

@@ -63,6 +63,11 @@ pub struct RunOptions {
     /// Units a link between two stage instances holds before its producer
     /// parks (parallel engines).
     pub mailbox_capacity: usize,
+    /// Floating credit: units a receiver idle on a link may grant beyond
+    /// the link's capacity to a sender that announced a backlog (parallel
+    /// engines; see [`GrantRule`](crate::flow::GrantRule)). A link holds at
+    /// most `capacity + floating_credits` units. 0 by default.
+    pub floating_credits: usize,
     /// The memory budget shared by the run's stateful stages (accumulators
     /// with spilling on reserve against it and spill when it is exhausted).
     pub memory_budget: Option<garner_pools::MemoryBudget>,
@@ -90,6 +95,7 @@ impl Default for RunOptions {
             progress: None,
             tick: Duration::from_millis(100),
             mailbox_capacity: 8,
+            floating_credits: 0,
             memory_budget: None,
             effective_queue: None,
             observer: None,
@@ -157,6 +163,20 @@ impl RunOptions {
         S: Into<String>,
     {
         self.redactor = Some(crate::telemetry::Redactor::new(columns));
+        self
+    }
+
+    /// Lets a receiver idle on a link grant up to `units` credits beyond the
+    /// link's capacity to a sender with a backlog (see
+    /// [`floating_credits`](Self::floating_credits)).
+    ///
+    /// ```
+    /// use garner_engine::RunOptions;
+    /// let opts = RunOptions::default().with_mailbox_capacity(4).with_floating_credits(2);
+    /// assert_eq!((opts.mailbox_capacity, opts.floating_credits), (4, 2));
+    /// ```
+    pub fn with_floating_credits(mut self, units: usize) -> Self {
+        self.floating_credits = units;
         self
     }
 

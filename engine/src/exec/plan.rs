@@ -129,6 +129,7 @@ pub(crate) struct NodeInfo {
     pub(crate) input_schema: Option<arrow_schema::SchemaRef>,
     pub(crate) hint: crate::ParallelismHint,
     pub(crate) mailbox: Option<crate::resilience::MailboxPolicy>,
+    pub(crate) batching: Option<crate::flow::Batching>,
 }
 
 /// The expanded graph.
@@ -209,6 +210,7 @@ impl Plan {
                 input_schema: nd.input_schema.clone(),
                 hint: nd.hint,
                 mailbox: nd.mailbox,
+                batching: nd.batching,
             });
             bodies.push(Some(nd.body));
         }

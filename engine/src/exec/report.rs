@@ -52,6 +52,10 @@ pub struct StageReport {
     /// Times a step of the stage found an output link full and parked (the
     /// actor engines' bounded links; 0 in the sync and rayon engines).
     pub backpressure_events: u64,
+    /// Adaptive batch-size changes, summed over instances (stages with
+    /// [`Batching::Adaptive`](crate::flow::Batching::Adaptive), on the
+    /// engines that drive it; 0 otherwise).
+    pub batch_adjustments: crate::telemetry::BatchAdjustments,
 }
 
 impl StageReport {
@@ -73,6 +77,7 @@ impl StageReport {
             errors: 0,
             latency: BatchLatency::default(),
             backpressure_events: 0,
+            batch_adjustments: Default::default(),
         }
     }
 }

@@ -8,6 +8,12 @@
 //!    what a stage emits is queued at its consumers, which come later in
 //!    the walk, so one walk empties every queue. Memory stays bounded by
 //!    what one source batch fans out to.
+//!    A stage with [`Batching`](crate::flow::Batching) gets its queued
+//!    batches cut to its sizer's size (the rest goes back to the front of
+//!    its queue); an adaptive sizer is told each call's latency and a
+//!    queue fill of 1 when anything waits for the stage (another batch, or
+//!    the rest of a cut one) and 0 otherwise: this engine has no bounded
+//!    queue to measure.
 //! 4. When processing time has moved by a tick, call `on_time` everywhere.
 //! 5. When every source is done, walk once more calling `finish` after a
 //!    node's queue is empty.
@@ -27,8 +33,9 @@ use garner_columnar::{Batch, BatchSink, BatchSource};
 
 use super::runtime::RunControl;
 use super::{Engine, RunHandle, RunOptions, RunReport, StageReport, StageSnapshot};
+use crate::flow::BatchSizer;
 use crate::graph::NodeBody;
-use crate::telemetry::{LiveGauges, MetricsSnapshot};
+use crate::telemetry::{BatchAdjustments, LiveGauges, MetricsSnapshot};
 use crate::{Emitter, Error, Millis, PipelineGraph, Progress, Result, Stage, StageContext};
 
 /// One thread, deterministic: the reference every other engine is tested
@@ -61,6 +68,8 @@ struct Run {
     /// What the last stage call emitted, being routed (reused, so routing
     /// allocates nothing per call).
     emitted: Vec<(usize, Batch)>,
+    /// Per node: how a stage's input batches are cut, if set.
+    sizers: Vec<Option<BatchSizer>>,
 }
 
 /// Stop and abort requests, and live figures, for a sync run in the background.
@@ -219,8 +228,11 @@ impl Run {
         let mut reports = Vec::with_capacity(n);
         let mut ids = Vec::with_capacity(n);
         let mut instances = Vec::with_capacity(n);
+        let mut sizers = Vec::with_capacity(n);
         for node in graph.nodes {
             reports.push(StageReport::new(&node.id, node.kind));
+            let stage = matches!(node.body, NodeBody::Stage(_));
+            sizers.push(node.batching.filter(|_| stage).and_then(|b| BatchSizer::new(b).ok()));
             let instance = match node.body {
                 NodeBody::Source(source) => Instance::Source { source, seq: 0, done: false },
                 NodeBody::Stage(factory) => Instance::Stage(factory.create(0)),
@@ -241,6 +253,7 @@ impl Run {
             topo: graph.topo,
             emitter: Emitter::new(start_time),
             emitted: Vec::new(),
+            sizers,
         };
         // Open in topological order; on failure abort the sinks opened so far.
         let mut opened: Vec<Option<Instance>> = (0..n).map(|_| None).collect();
@@ -383,7 +396,14 @@ impl Run {
     fn drain_from(&mut self, from: usize, opts: &RunOptions, finish_at: Option<Millis>) -> Result<()> {
         for k in from..self.topo.len() {
             let i = self.topo[k];
-            while let Some(batch) = self.queues[i].pop_front() {
+            while let Some(mut batch) = self.queues[i].pop_front() {
+                if let Some(sizer) = &self.sizers[i] {
+                    let (head, rest) = sizer.cut(batch);
+                    if let Some(rest) = rest {
+                        self.queues[i].push_front(rest);
+                    }
+                    batch = head;
+                }
                 let rows = batch.num_rows() as u64;
                 let r = &mut self.reports[i];
                 r.rows_in += rows;
@@ -435,6 +455,12 @@ impl Run {
                 let took = t.elapsed();
                 self.reports[i].busy += took;
                 self.reports[i].latency.record(took);
+                if let Some(sizer) = self.sizers[i].as_mut().filter(|s| s.adapts()) {
+                    let fill = if self.queues[i].is_empty() { 0.0 } else { 1.0 };
+                    sizer.observe(took.as_secs_f64() * 1e3, fill);
+                    self.reports[i].batch_adjustments =
+                        BatchAdjustments { increment: sizer.increments(), decrement: sizer.decrements() };
+                }
                 self.route_emitted(i);
             }
             if finish_at.is_some() {

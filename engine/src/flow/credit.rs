@@ -3,7 +3,9 @@
 //! can grant before the sender runs dry (the design of Flink's network
 //! stack). The protocol is on [`CreditGate`]; the state machine is
 //! [`Ledger`], kept apart from the locking so `credit_model.rs` can explore
-//! every interleaving of its steps.
+//! every interleaving of its steps. The actor runtime's links
+//! (`exec/runtime/link.rs`) hold a `Ledger` too, under their own lock, and
+//! decide their grants with [`GrantRule`].
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -46,38 +48,117 @@ pub struct CreditStats {
 
 /// Who a [`Ledger`] step asks to wake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct Wake {
+pub(crate) struct Wake {
     /// Senders waiting for credit.
-    pub(super) senders: bool,
+    pub(crate) senders: bool,
     /// Receivers waiting for demand.
-    pub(super) receivers: bool,
+    pub(crate) receivers: bool,
+}
+
+/// What a receiver looks at when it decides how much credit to grant on
+/// one link (see [`GrantRule::grant`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReceiverView {
+    /// Units on the link that the receiver has not taken yet, plus units
+    /// in flight (a credit taken, the unit not yet queued): space already
+    /// promised.
+    pub queued: u64,
+    /// What the receiver's state and spills count as, in queued units (the
+    /// accumulator-aware part of the [`EffectiveQueue`](super::EffectiveQueue));
+    /// 0 when that option is off.
+    pub load: u64,
+    /// The receiver grants nothing for now (the link's memory budget
+    /// refused a unit and it has not drained yet), except what the
+    /// never-starve rule gives.
+    pub paused: bool,
+}
+
+/// How a receiver replenishes credit on one link: Flink's *exclusive*
+/// credit (the link's capacity) plus *floating* credit for a backlog
+/// when the receiver is idle.
+///
+/// [`grant`](Self::grant) computes a *target* for the credit outstanding
+/// (`queued + available`: space the receiver has promised) and grants the
+/// difference, never a negative amount (credit is not revoked):
+///
+/// 1. exclusive: `capacity − load` (0 while `paused`): the receiver keeps
+///    its free space granted, less what its state counts for, so a loaded
+///    receiver *withholds* credit as it consumes;
+/// 2. floating: when the link is empty (`queued == 0`, the receiver is
+///    idle on it), unloaded and not paused, and the sender announced a
+///    backlog, up to `min(backlog, capacity + floating)`;
+/// 3. never starve: an empty link with an announced backlog gets at
+///    least one credit, whatever the load: a receiver that withholds can
+///    never leave a sender waiting for credit while it waits for input.
+///
+/// ```
+/// use garner_engine::flow::{GrantRule, ReceiverView};
+///
+/// let rule = GrantRule { capacity: 4, floating: 2 };
+/// // One unit taken off a full link: its slot is granted back.
+/// assert_eq!(rule.grant(0, 1, ReceiverView { queued: 3, ..Default::default() }), 1);
+/// // The same under load (state worth 2 units): withheld.
+/// assert_eq!(rule.grant(0, 1, ReceiverView { queued: 3, load: 2, paused: false }), 0);
+/// // Idle with a backlog of 9 announced: exclusive plus floating credit.
+/// assert_eq!(rule.grant(0, 9, ReceiverView::default()), 6);
+/// // Loaded and idle: one credit, never none.
+/// assert_eq!(rule.grant(0, 9, ReceiverView { queued: 0, load: 10, paused: false }), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantRule {
+    /// Exclusive credit: the units the link holds when the receiver is
+    /// unloaded (at least 1 is used).
+    pub capacity: u64,
+    /// Floating credit: units an idle receiver may grant beyond
+    /// `capacity` to a sender with a backlog.
+    pub floating: u64,
+}
+
+impl GrantRule {
+    /// The credit to grant now, given the link's unspent credit
+    /// (`available`), the sender's announced `backlog` and what the
+    /// receiver sees. Outstanding credit never exceeds
+    /// `max(capacity, 1) + floating` after a grant.
+    pub fn grant(&self, available: u64, backlog: u64, view: ReceiverView) -> u64 {
+        let capacity = self.capacity.max(1);
+        let outstanding = view.queued.saturating_add(available);
+        let idle = view.queued == 0;
+        let mut target = if view.paused { 0 } else { capacity.saturating_sub(view.load) };
+        if idle && view.load == 0 && !view.paused {
+            target = target.max(backlog.min(capacity.saturating_add(self.floating)));
+        }
+        if idle && backlog > 0 {
+            target = target.max(1);
+        }
+        target.saturating_sub(outstanding)
+    }
 }
 
 /// The gate's state machine, without locks: each method is one atomic step
-/// (one critical section of [`CreditGate`]).
+/// (one critical section of [`CreditGate`], or of a runtime link).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub(super) struct Ledger {
-    pub(super) available: u64,
-    pub(super) backlog: u64,
-    pub(super) granted: u64,
-    pub(super) consumed: u64,
-    pub(super) closed: bool,
+pub(crate) struct Ledger {
+    pub(crate) available: u64,
+    pub(crate) backlog: u64,
+    pub(crate) granted: u64,
+    pub(crate) consumed: u64,
+    pub(crate) closed: bool,
 }
 
 impl Ledger {
-    pub(super) fn new(initial: u64) -> Self {
+    pub(crate) fn new(initial: u64) -> Self {
         Ledger { available: initial, granted: initial, ..Ledger::default() }
     }
 
     /// Units announced and not covered by credit.
-    pub(super) fn demand(&self) -> u64 {
+    pub(crate) fn demand(&self) -> u64 {
         self.backlog.saturating_sub(self.available)
     }
 
     /// Step 2–3 of the protocol: announce `backlog` (this unit included)
     /// and take a credit if there is one. A receiver is woken whenever
     /// demand is left over.
-    pub(super) fn try_acquire(&mut self, backlog: u64) -> (Acquire, Wake) {
+    pub(crate) fn try_acquire(&mut self, backlog: u64) -> (Acquire, Wake) {
         if self.closed {
             return (Acquire::Closed, Wake::default());
         }
@@ -96,7 +177,7 @@ impl Ledger {
     }
 
     /// Announces a backlog without acquiring (e.g. 0 when the queue drained).
-    pub(super) fn announce(&mut self, backlog: u64) -> Wake {
+    pub(crate) fn announce(&mut self, backlog: u64) -> Wake {
         if self.closed {
             return Wake::default();
         }
@@ -105,7 +186,7 @@ impl Ledger {
     }
 
     /// Step 4: the receiver adds `n` credits.
-    pub(super) fn grant(&mut self, n: u64) -> Result<Wake, GateClosed> {
+    pub(crate) fn grant(&mut self, n: u64) -> Result<Wake, GateClosed> {
         if self.closed {
             return Err(GateClosed);
         }
@@ -118,15 +199,26 @@ impl Ledger {
     }
 
     /// The receiver's check before waiting: the demand if positive.
-    pub(super) fn poll_demand(&self) -> Result<Option<u64>, GateClosed> {
+    pub(crate) fn poll_demand(&self) -> Result<Option<u64>, GateClosed> {
         if self.closed {
             return Err(GateClosed);
         }
         Ok(Some(self.demand()).filter(|d| *d > 0))
     }
 
+    /// Step 4 by a [`GrantRule`]: the receiver grants what the rule gives
+    /// for `view`; returns the credits granted.
+    pub(crate) fn replenish(
+        &mut self,
+        rule: &GrantRule,
+        view: ReceiverView,
+    ) -> Result<(u64, Wake), GateClosed> {
+        let n = rule.grant(self.available, self.backlog, view);
+        self.grant(n).map(|wake| (n, wake))
+    }
+
     /// Step 5: close; every waiter wakes.
-    pub(super) fn close(&mut self) -> Wake {
+    pub(crate) fn close(&mut self) -> Wake {
         self.closed = true;
         Wake { senders: true, receivers: true }
     }

@@ -22,12 +22,22 @@
 //!      (floored at `min`);
 //!   4. otherwise it stays.
 //!
+//!   A stage set up with [`Batching`] (`Pipeline::batching`) gets its input
+//!   batches cut by a [`BatchSizer`] in the sync, steal, dataflow and
+//!   hybrid engines, which report each slice's latency and the stage's
+//!   input fill to it.
+//!
 //! - [`CreditGate`] — a credit-based link (seed §6.1 "Credit-Based"): the
 //!   receiver grants credits, the sender spends one per unit and announces
 //!   its backlog so the receiver can grant ahead. Unlike the other two it is
 //!   a thread-safe component (a mutex and two condition variables) shared by
 //!   the two ends of a link; its protocol is in its module docs and checked
-//!   over every interleaving of small programs in the tests.
+//!   over every interleaving of small programs in the tests. The parallel
+//!   engines' links between stage instances run the same state machine
+//!   (the gate's `Ledger`) under their own lock, granting by a
+//!   [`GrantRule`]: exclusive credit up to the link's capacity less the
+//!   receiver's load, floating credit for a backlog when the receiver is
+//!   idle, and never none on an empty link.
 //!
 //! Both constructors of the pure components validate their parameters and
 //! return [`FlowError`].
@@ -46,15 +56,20 @@
 //! ```
 
 mod adaptive;
+mod batching;
 mod credit;
 #[cfg(test)]
 mod credit_model;
 mod effective;
+#[cfg(test)]
+mod link_model;
 mod rate_limit;
 mod token_bucket;
 
 pub use adaptive::{AdaptiveBatch, AdaptiveConfig};
-pub use credit::{Acquire, CreditGate, CreditStats, GateClosed};
+pub use batching::{BatchSizer, Batching};
+pub(crate) use credit::Ledger;
+pub use credit::{Acquire, CreditGate, CreditStats, GateClosed, GrantRule, ReceiverView};
 pub use effective::EffectiveQueue;
 pub use rate_limit::{Pacer, RateLimited};
 pub use token_bucket::TokenBucket;

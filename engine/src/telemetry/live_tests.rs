@@ -284,8 +284,15 @@ fn a_full_link_counts_backpressure_and_shows_in_the_queue_gauges() {
     // Dropped before the handle if an assertion fails, so the run can end.
     let _open_on_failure = OpenOnDrop(gate.clone());
     let monitor = handle.monitor();
-    let blocked = wait_for(&monitor, "blocked the source", |m| {
-        m.stage("read").unwrap().flow.backpressure_events_total.block > 0
+    // Blocked once, the source may be woken again (a gate instance took
+    // its first unit and granted its slot back) and send one more unit
+    // before it blocks for good: wait for a snapshot taken with the link
+    // full, not in that window.
+    let blocked = wait_for(&monitor, "blocked the source with a full link", |m| {
+        let read = m.stage("read").unwrap();
+        read.flow.backpressure_events_total.block > 0
+            && read.stage_output_queue_depth >= 1
+            && m.stage("gate").unwrap().stage_input_queue_depth == read.stage_output_queue_depth
     });
     // The gate holds its first unit; the link into it is full and stays so.
     let read = blocked.stage("read").unwrap();

@@ -141,12 +141,14 @@ pub struct FlowMetrics {
     /// Times the stage's output was refused, by strategy (the `strategy`
     /// label).
     pub backpressure_events_total: BackpressureEvents,
-    /// Units the stage's input links can take now: the credit it grants its
-    /// producers (capacity less what is queued; 0 on engines without
-    /// mailboxes, and in the final snapshot).
+    /// Credits granted on the stage's input links and not yet spent: the
+    /// units its producers may still send (read from the links' credit
+    /// ledgers; 0 on engines without mailboxes, and in the final snapshot).
     pub credit_tokens_available: u64,
-    /// Batch-size adjustments (the `direction` label). Always 0: adaptive
-    /// batch sizing is not wired into the engines yet (issue 6).
+    /// Batch-size adjustments (the `direction` label) of a stage with
+    /// adaptive batching, summed over its instances: live and final on the
+    /// sync, steal, dataflow and hybrid engines; 0 on the rayon engine and
+    /// for stages without adaptive batching.
     pub adaptive_batch_adjustments: BatchAdjustments,
     /// `input queue + state bytes / EFFECTIVE_QUEUE_BYTES_UNIT + spills in
     /// progress × EFFECTIVE_QUEUE_SPILL_PENALTY`: the queue flow control
@@ -279,7 +281,7 @@ impl StageMetrics {
                     ..Default::default()
                 },
                 credit_tokens_available: gauges.credits,
-                adaptive_batch_adjustments: BatchAdjustments::default(),
+                adaptive_batch_adjustments: r.batch_adjustments,
                 effective_queue_size: effective,
             },
         }

@@ -11,8 +11,9 @@ use garner_accum::AccumStats;
 use garner_columnar::{Batch, SinkSummary};
 
 use super::super::plan::{ActorSpec, Body, Distribution, InGroup, OutEdge};
-use super::link::Msg;
+use super::link::{Credit, Msg};
 use super::Shared;
+use crate::flow::BatchSizer;
 use crate::telemetry::AtomicBatchLatency;
 use crate::{Emitter, Error, Millis, NodeId, Progress, Result};
 
@@ -43,6 +44,9 @@ pub(crate) struct Counters {
     pub(crate) latency: AtomicBatchLatency,
     /// Steps that found an output link full (last chain member only).
     pub(crate) backpressure: AtomicU64,
+    /// Adaptive batch-size increments and decrements (its sizer's totals).
+    pub(crate) batch_up: AtomicU64,
+    pub(crate) batch_down: AtomicU64,
 }
 
 /// Adds `v` to a counter that only its actor writes: a plain load and
@@ -95,6 +99,8 @@ pub(crate) struct ActorState {
     finish_from: usize,
     pub(crate) sink_summary: Option<SinkSummary>,
     pub(crate) accum: Vec<Option<AccumStats>>,
+    /// Per chain member: how its input batches are cut, if set.
+    sizers: Vec<Option<BatchSizer>>,
 }
 
 impl ActorState {
@@ -161,7 +167,14 @@ enum Taken {
 }
 
 impl Actor {
-    pub(crate) fn new(spec: ActorSpec, dedicated: bool, start: Millis) -> Actor {
+    /// An actor for `spec`; `batching` per chain member (nodes without a
+    /// chain body ignore it).
+    pub(crate) fn new(
+        spec: ActorSpec,
+        dedicated: bool,
+        start: Millis,
+        batching: &[Option<crate::flow::Batching>],
+    ) -> Actor {
         let ActorSpec { nodes, body, inputs, outputs, stateful, .. } = spec;
         let is_source = matches!(body, Body::Source(_));
         let all_ordered = inputs.iter().all(|g| g.ordered);
@@ -180,6 +193,9 @@ impl Actor {
             finish_from: 0,
             sink_summary: None,
             accum: vec![None; chain_len],
+            sizers: (0..chain_len)
+                .map(|k| batching.get(k).copied().flatten().and_then(|b| BatchSizer::new(b).ok()))
+                .collect(),
             body,
         };
         Actor {
@@ -230,6 +246,10 @@ impl Actor {
         if st.finished {
             return false;
         }
+        if register {
+            // A sender's announcement woke this actor: grant first.
+            self.replenish_inputs(rt);
+        }
         let work = self.is_source || self.tick.load(SeqCst) != NO_TICK || self.input_ready(&st, rt);
         work && self.room(&st, rt, register)
     }
@@ -266,9 +286,12 @@ impl Actor {
         all_ended || if self.all_ordered { all_have } else { any_has }
     }
 
-    /// Whether every link the next unit goes to has room; with `wait`,
-    /// records on the full link that this actor waits for it.
+    /// Whether every link the next unit goes to has credit for it; with
+    /// `wait`, takes the credit (kept for the push), or records on the
+    /// first link without that this actor waits for it, announcing its
+    /// backlog (and waking the receiver, which may grant).
     fn room(&self, st: &ActorState, rt: &Shared, wait: bool) -> bool {
+        let backlog = if wait { self.backlog(rt) } else { 0 };
         for (p, edges) in self.outputs.iter().enumerate() {
             for (e, edge) in edges.iter().enumerate() {
                 let targets: &[usize] = match edge.distribution {
@@ -280,12 +303,16 @@ impl Actor {
                 };
                 for &l in targets {
                     let link = &rt.links[l];
-                    let extra = link.pressure.map_or(0, |q| {
-                        let c = &rt.actors[link.to].counters[0];
-                        q.extra(c.state_bytes.load(Relaxed), c.active_spills.load(Relaxed)) as usize
-                    });
-                    let ok = if wait { link.has_room_or_wait(extra) } else { link.has_room(extra) };
-                    if !ok {
+                    if !wait {
+                        if !link.has_credit() {
+                            return false;
+                        }
+                        continue;
+                    }
+                    if let Credit::Wait { notify_receiver } = link.acquire(backlog) {
+                        if notify_receiver {
+                            rt.notify(link.to);
+                        }
                         return false;
                     }
                 }
@@ -294,12 +321,47 @@ impl Actor {
         true
     }
 
+    /// The backlog this actor announces to its receivers: the unit it is
+    /// about to send plus the units waiting in its input links (a source
+    /// always has a budget's worth more to read until it ends).
+    fn backlog(&self, rt: &Shared) -> u64 {
+        if self.is_source {
+            BUDGET as u64
+        } else {
+            1 + self.queue_depth_in(rt) as u64
+        }
+    }
+
+    /// What this actor's state and spills count for on input link `link`,
+    /// in units, when the effective queue is on (else 0).
+    fn load(&self, rt: &Shared, link: usize) -> u64 {
+        rt.links[link].pressure.map_or(0, |q| {
+            let c = &self.counters[0];
+            q.extra(c.state_bytes.load(Relaxed), c.active_spills.load(Relaxed)) as u64
+        })
+    }
+
+    /// Receiver: grants on every input link what the grant rule gives now
+    /// (floating credit, the never-starve credit, credit withheld under a
+    /// load since gone), waking producers that waited for it.
+    fn replenish_inputs(&self, rt: &Shared) {
+        for group in &self.inputs {
+            for &l in &group.links {
+                let link = &rt.links[l];
+                if link.replenish(self.load(rt, l)) {
+                    rt.notify(link.from);
+                }
+            }
+        }
+    }
+
     /// Runs up to [`BUDGET`] units.
     pub(crate) fn step(&self, rt: &Shared) -> Result<Outcome> {
         let mut st = self.lock();
         if st.finished {
             return Ok(Outcome::Finished);
         }
+        self.replenish_inputs(rt);
         let now = rt.clock.now();
         st.emitter.set_now(now);
         let tick = self.tick.swap(NO_TICK, SeqCst);
@@ -463,7 +525,7 @@ impl Actor {
 
     fn pop(&self, rt: &Shared, link: usize) -> Option<Msg> {
         let l = &rt.links[link];
-        let (msg, wake) = l.pop()?;
+        let (msg, wake) = l.pop(self.load(rt, link))?;
         if wake {
             rt.notify(l.from);
         }
@@ -473,7 +535,7 @@ impl Actor {
     /// Runs a unit through the chain (or into the sink); returns the
     /// batches per output port of the last stage.
     fn process(&self, st: &mut ActorState, rt: &Shared, batches: Vec<Batch>) -> Result<Vec<Vec<Batch>>> {
-        let ActorState { body, emitter, .. } = st;
+        let ActorState { body, emitter, sizers, .. } = st;
         match body {
             Body::Sink(sink) => {
                 let c = &self.counters[0];
@@ -495,18 +557,24 @@ impl Actor {
                 Ok(Vec::new())
             }
             Body::Chain(stages) => {
-                self.through(stages, emitter, rt, 0, batches, |s, b, out| s.process(b, out))
+                self.through(stages, emitter, sizers, rt, 0, batches, |s, b, out| s.process(b, out))
             }
             Body::Source(_) => Err(Error::Internal("a source received input".into())),
         }
     }
 
     /// Feeds `batches` to chain member `from` with `call`, and what it
-    /// emits through the members after it.
+    /// emits through the members after it. A member with a sizer gets its
+    /// batches cut to the sizer's size, one call per slice; an adaptive
+    /// sizer is told each call's latency and the input fill: 1 while the
+    /// rest of a cut batch waits, else the actor's input links' fill
+    /// (queued units over capacity).
+    #[allow(clippy::too_many_arguments)] // the step's borrowed parts, split for the borrow checker
     fn through(
         &self,
         stages: &mut [Box<dyn crate::Stage>],
         emitter: &mut Emitter,
+        sizers: &mut [Option<BatchSizer>],
         rt: &Shared,
         from: usize,
         batches: Vec<Batch>,
@@ -528,40 +596,61 @@ impl Actor {
         let mut t = (n % BUSY_SAMPLE == 0).then(Instant::now);
         for (k, stage) in stages.iter_mut().enumerate().skip(from) {
             let c = &self.counters[k];
-            let (mut rows_in, mut rows_out, batches_in) = (0u64, 0u64, current.len() as u64);
+            let (mut rows_in, mut rows_out, mut batches_in) = (0u64, 0u64, 0u64);
+            let mut sizer = sizers.get_mut(k).and_then(Option::as_mut);
             // `next` is empty here: new, or the list drained last round.
             if k == last {
                 by_port = vec![Vec::new(); ports];
             }
-            for b in current.drain(..) {
-                rows_in += b.num_rows() as u64;
-                // Fields are computed only when a subscriber wants the span.
-                let span = tracing::trace_span!(
-                    "stage.process",
-                    stage = self.stage_id(rt, k),
-                    engine = rt.engine,
-                    batch_size = b.num_rows(),
-                    queue_depth_in = self.queue_depth_in(rt),
-                    queue_depth_out = self.queue_depth_out(rt),
-                );
-                let _entered = span.enter();
-                if k == from { call(stage.as_mut(), b, emitter) } else { stage.process(b, emitter) }
-                    .map_err(|e| {
-                        bump(&c.errors, 1);
-                        let e = e.in_stage(self.stage_id(rt, k));
-                        if let Some(o) = &rt.observer {
-                            o.on_error(self.stage_id(rt, k), &e);
+            for whole in current.drain(..) {
+                let mut rest = Some(whole);
+                while let Some(b) = rest.take() {
+                    let b = match sizer.as_deref() {
+                        Some(s) => {
+                            let (piece, more) = s.cut(b);
+                            rest = more;
+                            piece
                         }
-                        e
-                    })?;
-                for (port, out) in emitter.drain() {
-                    rows_out += out.num_rows() as u64;
-                    if k == last {
-                        if let Some(v) = by_port.get_mut(port) {
-                            v.push(out);
+                        None => b,
+                    };
+                    batches_in += 1;
+                    rows_in += b.num_rows() as u64;
+                    // Fields are computed only when a subscriber wants the span.
+                    let span = tracing::trace_span!(
+                        "stage.process",
+                        stage = self.stage_id(rt, k),
+                        engine = rt.engine,
+                        batch_size = b.num_rows(),
+                        queue_depth_in = self.queue_depth_in(rt),
+                        queue_depth_out = self.queue_depth_out(rt),
+                    );
+                    let _entered = span.enter();
+                    let timed = sizer.as_deref().is_some_and(BatchSizer::adapts).then(Instant::now);
+                    if k == from { call(stage.as_mut(), b, emitter) } else { stage.process(b, emitter) }
+                        .map_err(|e| {
+                            bump(&c.errors, 1);
+                            let e = e.in_stage(self.stage_id(rt, k));
+                            if let Some(o) = &rt.observer {
+                                o.on_error(self.stage_id(rt, k), &e);
+                            }
+                            e
+                        })?;
+                    if let (Some(s), Some(t0)) = (sizer.as_deref_mut(), timed) {
+                        // The rest of a cut batch waits for the stage: backed up.
+                        let fill = if rest.is_some() { 1.0 } else { self.input_fill(rt) };
+                        s.observe(t0.elapsed().as_secs_f64() * 1e3, fill);
+                        c.batch_up.store(s.increments(), Relaxed);
+                        c.batch_down.store(s.decrements(), Relaxed);
+                    }
+                    for (port, out) in emitter.drain() {
+                        rows_out += out.num_rows() as u64;
+                        if k == last {
+                            if let Some(v) = by_port.get_mut(port) {
+                                v.push(out);
+                            }
+                        } else {
+                            next.push(out);
                         }
-                    } else {
-                        next.push(out);
                     }
                 }
             }
@@ -605,6 +694,21 @@ impl Actor {
         self.inputs.iter().flat_map(|g| &g.links).map(|&l| rt.links[l].len()).sum()
     }
 
+    /// How full this actor's input links are, in `0..=1`: units queued
+    /// over their capacity (the queue fill an adaptive sizer sees).
+    fn input_fill(&self, rt: &Shared) -> f64 {
+        let (mut queued, mut capacity) = (0usize, 0usize);
+        for &l in self.inputs.iter().flat_map(|g| &g.links) {
+            queued += rt.links[l].len();
+            capacity += rt.links[l].capacity();
+        }
+        if capacity == 0 {
+            0.0
+        } else {
+            (queued as f64 / capacity as f64).min(1.0)
+        }
+    }
+
     /// Units waiting on this actor's output links.
     fn queue_depth_out(&self, rt: &Shared) -> usize {
         self.outputs.iter().flatten().flat_map(|e| &e.links).map(|&l| rt.links[l].len()).sum()
@@ -623,10 +727,10 @@ impl Actor {
 
     /// `on_time` through the chain; what comes out waits for the next unit.
     fn on_time(&self, st: &mut ActorState, rt: &Shared, now: Millis) -> Result<()> {
-        let ActorState { body, emitter, pending, .. } = st;
+        let ActorState { body, emitter, pending, sizers, .. } = st;
         if let Body::Chain(stages) = body {
             for k in 0..stages.len() {
-                let out = self.through_one(stages, emitter, rt, k, |s, e| s.on_time(now, e))?;
+                let out = self.through_one(stages, emitter, sizers, rt, k, |s, e| s.on_time(now, e))?;
                 for (p, batches) in out.into_iter().enumerate() {
                     pending[p].extend(batches);
                 }
@@ -640,6 +744,7 @@ impl Actor {
         &self,
         stages: &mut [Box<dyn crate::Stage>],
         emitter: &mut Emitter,
+        sizers: &mut [Option<BatchSizer>],
         rt: &Shared,
         k: usize,
         call: impl Fn(&mut dyn crate::Stage, &mut Emitter) -> Result<()>,
@@ -665,7 +770,7 @@ impl Actor {
             return Ok(by_port);
         }
         let next: Vec<Batch> = emitted.into_iter().map(|(_, b)| b).collect();
-        self.through(stages, emitter, rt, k + 1, next, |s, b, out| s.process(b, out))
+        self.through(stages, emitter, sizers, rt, k + 1, next, |s, b, out| s.process(b, out))
     }
 
     /// All input ended: flush the chain (or finish the sink), send the last
@@ -674,12 +779,12 @@ impl Actor {
         let mut last_unit: Option<Vec<Vec<Batch>>> = None;
         let mut more = false;
         {
-            let ActorState { body, emitter, accum, sink_summary, finish_from, .. } = &mut *st;
+            let ActorState { body, emitter, accum, sink_summary, finish_from, sizers, .. } = &mut *st;
             match body {
                 Body::Chain(stages) => {
                     let mut unit: Vec<Vec<Batch>> = vec![Vec::new(); self.outputs.len()];
                     for k in *finish_from..stages.len() {
-                        let out = self.through_one(stages, emitter, rt, k, |s, e| s.finish(e))?;
+                        let out = self.through_one(stages, emitter, sizers, rt, k, |s, e| s.finish(e))?;
                         for (p, b) in out.into_iter().enumerate() {
                             unit[p].extend(b);
                         }
@@ -717,7 +822,7 @@ impl Actor {
             for edge in edges {
                 for &l in &edge.links {
                     // `End` is never refused.
-                    let _ = rt.links[l].push(Msg::End);
+                    let _ = rt.links[l].push(Msg::End, 0);
                     rt.notify(rt.links[l].to);
                 }
             }
@@ -792,7 +897,7 @@ impl Actor {
 
     fn send(&self, rt: &Shared, link: usize, batches: Vec<Batch>) {
         let l = &rt.links[link];
-        if let Err(rows) = l.push(Msg::Unit(batches)) {
+        if let Err(rows) = l.push(Msg::Unit(batches), self.backlog(rt)) {
             let stage = rt.nodes[rt.actors[l.to].nodes[0]].id.clone();
             rt.fail(Error::MailboxFull { stage, rows });
             return;

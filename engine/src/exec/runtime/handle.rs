@@ -135,8 +135,9 @@ impl RunHandle {
     }
 
     /// A human-readable account of the engine's scheduler state (per actor:
-    /// scheduled, finished, input and output link depths), for diagnosing a
-    /// pipeline that makes no progress. Empty for engines without actors.
+    /// scheduled, finished, input and output link depths, the output links'
+    /// unspent credit and parked producers), for diagnosing a pipeline that
+    /// makes no progress. Empty for engines without actors.
     pub fn diagnostics(&self) -> String {
         self.control.diagnostics()
     }
@@ -310,8 +311,9 @@ impl RunControl for Shared {
                         .iter()
                         .map(|&l| {
                             format!(
-                                "{}->a{}{}",
+                                "{}/c{}->a{}{}",
                                 self.links[l].len(),
+                                self.links[l].credits(),
                                 self.links[l].to,
                                 if self.links[l].waiting() { "(w)" } else { "" }
                             )

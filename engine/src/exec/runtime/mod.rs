@@ -152,6 +152,8 @@ impl Shared {
                 r.rows_dropped += c.rows_dropped.load(Relaxed);
                 r.errors += c.errors.load(Relaxed);
                 r.backpressure_events += c.backpressure.load(Relaxed);
+                r.batch_adjustments.increment += c.batch_up.load(Relaxed);
+                r.batch_adjustments.decrement += c.batch_down.load(Relaxed);
                 r.circuit_state = r.circuit_state.max(c.circuit_state.load(Relaxed) as u8);
                 c.latency.add_to(&mut r.latency);
                 r.busy += Duration::from_nanos(c.busy_ns.load(Relaxed));
@@ -311,7 +313,9 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
                 Some(m) => (m.capacity, m.on_full),
                 None => (capacity, crate::resilience::DropPolicy::Block),
             };
-            Link::new(l.from, l.to, capacity, on_full, opts.memory_budget.as_ref(), opts.effective_queue)
+            let rule =
+                crate::flow::GrantRule { capacity: capacity as u64, floating: opts.floating_credits as u64 };
+            Link::new(l.from, l.to, rule, on_full, opts.memory_budget.as_ref(), opts.effective_queue)
         })
         .collect();
     let actors: Vec<Actor> = specs
@@ -319,7 +323,8 @@ pub(crate) fn spawn(graph: PipelineGraph, opts: RunOptions, config: RuntimeConfi
         .map(|s| {
             let dedicated =
                 (config.place)(&nodes[*s.nodes.last().expect("non-empty chain")]) == Placement::Dedicated;
-            Actor::new(s, dedicated, start)
+            let batching: Vec<_> = s.nodes.iter().map(|&n| nodes[n].batching).collect();
+            Actor::new(s, dedicated, start, &batching)
         })
         .collect();
     let pool_threads = if actors.iter().all(|a| a.dedicated) { 0 } else { config.threads.max(1) };
