@@ -81,6 +81,7 @@ proptest! {
         limit in prop::sample::select(vec![1u64, 2_000, 8_000, 30_000]),
         per_slice in prop::sample::select(vec![1u64, 3, 16_384]),
         small_pieces in any::<bool>(),
+        wide_rows in prop::sample::select(vec![1u64, 3, 32_768]),
     ) {
         // A limit of 1 spills every key after every call; the larger ones
         // spill some partitions and keep others, and reload them on deadlines.
@@ -99,11 +100,13 @@ proptest! {
             buffers: Some(budget.buffers().clone()),
         };
         let mut spilling = v.build(&schema).unwrap().with_spill(options).unwrap();
-        // Spilled partitions come back at the end whole, or in slices of their keys.
+        // Spilled partitions come back at the end whole, or in slices of their sub-partitions.
         spilling.set_finish_slice_for_test(per_slice);
         if small_pieces {
-            // Every call's pieces go to the store, their entries to index blocks of two.
-            spilling.set_piece_limits_for_test(0, 2);
+            // Every call's pieces go to the store, their entries to index
+            // blocks of two, in records spanning all sub-partitions, fewer
+            // as a partition grows (a record read by several slices), or one.
+            spilling.set_piece_limits_for_test(0, 2, wide_rows);
         }
         let (expected, none) = run(&mut plain, &rows, cut);
         let (got, spilled) = run(&mut spilling, &rows, cut);

@@ -366,12 +366,14 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     }
 
     /// Test hook: buffered bytes after which a partition's pieces are
-    /// stored, and stored pieces per index block (small, to test them).
+    /// stored, stored records per index block, and rows a partition buffers
+    /// in records spanning all its sub-partitions (small, to test them).
     #[doc(hidden)]
-    pub fn set_piece_limits_for_test(&mut self, piece_bytes: usize, index_block: usize) {
+    pub fn set_piece_limits_for_test(&mut self, piece_bytes: usize, index_block: usize, wide_rows: u64) {
         if let Some(parts) = self.core.spill.as_mut().and_then(|s| s.parts.as_mut()) {
             parts.piece_limit = piece_bytes;
             parts.index_block = index_block.max(1);
+            parts.wide_rows = wide_rows.max(1);
         }
     }
 

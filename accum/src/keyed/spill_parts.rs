@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt8Array};
 use arrow_ipc::{reader::StreamReader, writer::StreamWriter};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use garner_pools::SpillHandle;
@@ -64,22 +64,51 @@ pub(crate) const SUBS: usize = 8;
 /// spilled ones plus a quarter of its buffered fragments, counted per
 /// sub-partition): a larger partition comes back a slice of its
 /// sub-partitions at a time.
-pub(crate) const FINISH_SLICE: u64 = 8_192;
+pub(crate) const FINISH_SLICE: u64 = 12_288;
+
+/// Rows a partition buffers in records spanning all its sub-partitions;
+/// past this (and each doubling) its records span half as many (see
+/// [`record_width`]).
+pub(crate) const WIDE_ROWS: u64 = 32_768;
+
+/// How many sub-partitions a record of a partition that has buffered
+/// `rows` spans: all of them while the partition is small (few, larger
+/// records: cheap to write and read), halving as it doubles past
+/// [`WIDE_ROWS`], down to one (a large partition comes back a few
+/// sub-partitions at a time, and a wide record is read by every slice it
+/// spans, so wide records hold only the partition's first rows).
+pub(crate) fn record_width(rows: u64, wide_rows: u64) -> usize {
+    let (mut width, mut limit) = (SUBS, wide_rows.max(1));
+    while width > 1 && rows > limit {
+        width /= 2;
+        limit *= 2;
+    }
+    width
+}
 
 /// Stored-piece entries per index block.
 pub(crate) const INDEX_BLOCK: usize = 128;
 
-/// A record of buffered fragments in the store: its handle, its rows and
-/// their sub-partition.
+/// A record of buffered fragments in the store (one Arrow IPC batch, rows
+/// in arrival order): its handle, its rows, and the sub-partitions
+/// `lo..hi` they belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stored {
     pub(crate) handle: SpillHandle,
     pub(crate) rows: u32,
-    pub(crate) sub: u8,
+    pub(crate) lo: u8,
+    pub(crate) hi: u8,
+}
+
+impl Stored {
+    /// Whether the record holds rows of sub-partition `s`.
+    pub(crate) fn spans(&self, s: usize) -> bool {
+        (self.lo as usize..self.hi as usize).contains(&s)
+    }
 }
 
 /// Bytes of one [`Stored`] entry in an index block.
-const ENTRY_BYTES: usize = SpillHandle::BYTES + 5;
+const ENTRY_BYTES: usize = SpillHandle::BYTES + 6;
 
 /// An index block: [`Stored`] entries as bytes.
 pub(crate) fn encode_index(entries: &[Stored]) -> Vec<u8> {
@@ -87,7 +116,7 @@ pub(crate) fn encode_index(entries: &[Stored]) -> Vec<u8> {
     for e in entries {
         out.extend_from_slice(&e.handle.to_bytes());
         out.extend_from_slice(&e.rows.to_le_bytes());
-        out.push(e.sub);
+        out.extend_from_slice(&[e.lo, e.hi]);
     }
     out
 }
@@ -104,15 +133,17 @@ pub(crate) fn decode_index(bytes: &[u8]) -> Result<Vec<Stored>> {
             let handle = SpillHandle::from_bytes(h)
                 .ok_or_else(|| Error::Internal("a spill index block names no record".into()))?;
             let rows = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
-            let sub = rest[4];
-            if sub as usize >= SUBS {
+            let (lo, hi) = (rest[4], rest[5]);
+            if lo >= hi || hi as usize > SUBS {
                 return Err(Error::Internal("a spill index block names no sub-partition".into()));
             }
-            Ok(Stored { handle, rows, sub })
+            Ok(Stored { handle, rows, lo, hi })
         })
         .collect()
 }
 
+/// Column of a piece: its row's sub-partition.
+const SUB_COLUMN: &str = "_garner_sub";
 /// Column of a piece: the watermark its row arrived under.
 const WATERMARK_COLUMN: &str = "_garner_watermark";
 /// Column of a piece: the row's time (null when it had none).
@@ -163,22 +194,6 @@ pub(crate) struct Sub {
     pub(crate) open: u64,
 }
 
-/// Buffered fragments in memory: rows ordered by sub-partition.
-#[derive(Debug, Clone)]
-pub(crate) struct Piece {
-    pub(crate) batch: RecordBatch,
-    /// Sub-partition `s` holds rows `bounds[s]..bounds[s + 1]`.
-    pub(crate) bounds: [u32; SUBS + 1],
-}
-
-impl Piece {
-    /// The rows of sub-partition `s` (zero-copy), if any.
-    pub(crate) fn sub(&self, s: usize) -> Option<RecordBatch> {
-        let (from, to) = (self.bounds[s] as usize, self.bounds[s + 1] as usize);
-        (to > from).then(|| self.batch.slice(from, to - from))
-    }
-}
-
 /// One partition.
 #[derive(Debug, Default)]
 pub(crate) struct Part {
@@ -192,8 +207,8 @@ pub(crate) struct Part {
     pub(crate) stored: Vec<Stored>,
     /// Its sub-partitions' sizes.
     pub(crate) subs: [Sub; SUBS],
-    /// Pieces in memory, after the stored ones.
-    pub(crate) pieces: Vec<Piece>,
+    /// Pieces in memory (rows in arrival order), after the stored ones.
+    pub(crate) pieces: Vec<RecordBatch>,
     pub(crate) piece_bytes: usize,
     /// No generation of the partition (spilled or buffered) can expire before this.
     pub(crate) min_deadline: Millis,
@@ -255,6 +270,8 @@ pub(crate) struct Parts {
     pub(crate) piece_limit: usize,
     /// Stored-piece entries per index block.
     pub(crate) index_block: usize,
+    /// Rows a partition buffers in records spanning all its sub-partitions.
+    pub(crate) wide_rows: u64,
 }
 
 impl Default for Parts {
@@ -275,6 +292,7 @@ impl Default for Parts {
             finish_slice: FINISH_SLICE,
             piece_limit: PIECE_BYTES,
             index_block: INDEX_BLOCK,
+            wide_rows: WIDE_ROWS,
         }
     }
 }
@@ -319,7 +337,7 @@ impl Parts {
                 .iter()
                 .map(|p| {
                     p.runs.capacity() * std::mem::size_of::<Run>()
-                        + p.pieces.capacity() * std::mem::size_of::<Piece>()
+                        + p.pieces.capacity() * std::mem::size_of::<RecordBatch>()
                         + p.stored.capacity() * std::mem::size_of::<Stored>()
                         + p.index.capacity() * 32
                 })
@@ -333,6 +351,7 @@ pub(crate) fn piece_schema(cache: &mut Option<(SchemaRef, SchemaRef)>, input: &S
         Some((seen, piece)) if Arc::ptr_eq(seen, input) || seen == input => piece.clone(),
         _ => {
             let mut fields: Vec<_> = input.fields().iter().cloned().collect();
+            fields.push(Arc::new(Field::new(SUB_COLUMN, DataType::UInt8, false)));
             fields.push(Arc::new(Field::new(WATERMARK_COLUMN, DataType::Int64, false)));
             fields.push(Arc::new(Field::new(TIME_COLUMN, DataType::Int64, true)));
             let piece = Arc::new(Schema::new_with_metadata(fields, input.metadata().clone()));
@@ -342,31 +361,53 @@ pub(crate) fn piece_schema(cache: &mut Option<(SchemaRef, SchemaRef)>, input: &S
     }
 }
 
-/// A piece: `rows` of `batch` with the watermark each arrived under and
-/// its time, of `schema` (from [`piece_schema`]).
+/// A piece: `rows` of `batch` with the sub-partition of each (`subs`), the
+/// watermark each arrived under and its time, of `schema` (from
+/// [`piece_schema`]).
 pub(crate) fn piece(
     batch: &RecordBatch,
     rows: &[(u32, Millis, Option<Millis>)],
+    subs: &[u8],
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let indices = arrow_array::UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
     let taken = arrow_select::take::take_record_batch(batch, &indices)
         .map_err(Error::arrow("copying fragments of a spilled partition"))?;
     let mut columns = taken.columns().to_vec();
+    columns.push(Arc::new(UInt8Array::from(subs.to_vec())) as ArrayRef);
     columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as ArrayRef);
     columns.push(Arc::new(rows.iter().map(|r| r.2).collect::<Int64Array>()) as ArrayRef);
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(Error::arrow("copying fragments of a spilled partition"))
 }
 
+/// The rows of `piece` in sub-partitions `subs` (the piece itself when
+/// all are), `None` when none is.
+pub(crate) fn rows_of(piece: &RecordBatch, subs: std::ops::Range<usize>) -> Result<Option<RecordBatch>> {
+    let n = piece.num_columns();
+    let bad = || Error::Internal("a buffered piece lost its sub-partition column".into());
+    if n < 3 || piece.schema().field(n - 3).name() != SUB_COLUMN {
+        return Err(bad());
+    }
+    let column = piece.column(n - 3).as_any().downcast_ref::<UInt8Array>().ok_or_else(bad)?;
+    let keep: BooleanArray = column.values().iter().map(|&s| Some(subs.contains(&(s as usize)))).collect();
+    match keep.true_count() {
+        0 => Ok(None),
+        k if k == piece.num_rows() => Ok(Some(piece.clone())),
+        _ => arrow_select::filter::filter_record_batch(piece, &keep)
+            .map(Some)
+            .map_err(Error::arrow("selecting fragments of sub-partitions")),
+    }
+}
+
 /// A piece split back into the input rows, their watermarks and their times.
 pub(crate) fn split(piece: &RecordBatch) -> Result<(RecordBatch, Vec<Millis>, ArrayRef)> {
     let n = piece.num_columns();
     let bad = || Error::Internal("a buffered piece lost its watermark and time columns".into());
-    if n < 2 || piece.schema().field(n - 2).name() != WATERMARK_COLUMN {
+    if n < 3 || piece.schema().field(n - 2).name() != WATERMARK_COLUMN {
         return Err(bad());
     }
-    let input = piece.project(&(0..n - 2).collect::<Vec<_>>()).map_err(Error::arrow("reading a piece"))?;
+    let input = piece.project(&(0..n - 3).collect::<Vec<_>>()).map_err(Error::arrow("reading a piece"))?;
     let watermarks =
         piece.column(n - 2).as_any().downcast_ref::<Int64Array>().ok_or_else(bad)?.values().to_vec();
     Ok((input, watermarks, piece.column(n - 1).clone()))
@@ -405,8 +446,12 @@ mod tests {
         ])
         .unwrap();
         let schema = piece_schema(&mut None, batch.schema_ref());
-        let p = piece(&batch, &[(2, 10, Some(12)), (0, 11, None)], &schema).unwrap();
-        let back = decode(&encode(&[p.clone(), p]).unwrap()).unwrap();
+        let p = piece(&batch, &[(2, 10, Some(12)), (0, 11, None)], &[3, 5], &schema).unwrap();
+        let back = decode(&encode(&[p.clone(), p.clone()]).unwrap()).unwrap();
+        assert_eq!(rows_of(&p, 0..SUBS).unwrap().unwrap(), p);
+        assert!(rows_of(&p, 0..3).unwrap().is_none());
+        assert_eq!(split(&rows_of(&p, 4..6).unwrap().unwrap()).unwrap().1, [11]);
+        assert!(rows_of(&batch, 0..1).is_err());
         assert_eq!(back.len(), 2);
         let (input, watermarks, times) = split(&back[1]).unwrap();
         assert_eq!(input.schema(), batch.schema());
@@ -423,13 +468,18 @@ mod tests {
         let mut store =
             garner_pools::SpillStore::new(garner_pools::SpillConfig::memory_only(1 << 20)).unwrap();
         let entries: Vec<Stored> = (0..5)
-            .map(|i| Stored { handle: store.put(&[i as u8; 10]).unwrap(), rows: i * 100, sub: i as u8 })
+            .map(|i| Stored {
+                handle: store.put(&[i as u8; 10]).unwrap(),
+                rows: i * 100,
+                lo: i as u8,
+                hi: i as u8 + 1,
+            })
             .collect();
         let back = decode_index(&encode_index(&entries)).unwrap();
         assert_eq!(back, entries);
         assert!(decode_index(&[0; 7]).is_err());
         let mut bad = encode_index(&entries[..1]);
-        *bad.last_mut().unwrap() = SUBS as u8;
+        *bad.last_mut().unwrap() = SUBS as u8 + 1;
         assert!(decode_index(&bad).is_err(), "a sub-partition out of range is refused");
     }
 
@@ -466,5 +516,13 @@ mod tests {
         // A sub-partition larger than a slice still comes back whole.
         assert_eq!(part.slices(1), (0..SUBS).map(|s| s..s + 1).collect::<Vec<_>>());
         assert_eq!(part.slices(u64::MAX), vec![0..SUBS]);
+    }
+
+    #[test]
+    fn wide_records_narrow_as_a_partition_grows() {
+        assert_eq!(record_width(0, WIDE_ROWS), SUBS);
+        assert_eq!(record_width(WIDE_ROWS, WIDE_ROWS), SUBS);
+        assert_eq!(record_width(WIDE_ROWS + 1, WIDE_ROWS), SUBS / 2);
+        assert_eq!(record_width(u64::MAX, WIDE_ROWS), 1);
     }
 }

@@ -10,9 +10,7 @@ use crate::{
     error::{Error, Result},
     keyed::spill::IN_MEMORY,
     keyed::{
-        spill_parts::{
-            self, part_of, sub_of, Part, Piece, Run, Stored, PARTS, PIECES_CAP, RUN_GENERATIONS, SUBS,
-        },
+        spill_parts::{self, part_of, sub_of, Part, Run, Stored, PARTS, PIECES_CAP, RUN_GENERATIONS, SUBS},
         Accumulator, EmitReason,
     },
     spill_codec::{self, Reader},
@@ -34,10 +32,10 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         parts.any_spilled.then_some(parts.mask)
     }
 
-    /// Copies this call's rows of spilled partitions into their pieces
-    /// (a piece per partition, its rows ordered by sub-partition); past its
-    /// piece limit a partition's pieces go to the store, a record per
-    /// sub-partition.
+    /// Copies this call's rows of spilled partitions into their pieces (a
+    /// piece per partition, rows in arrival order with their
+    /// sub-partition); past its piece limit a partition's pieces go to the
+    /// store (see [`store_pieces`]).
     pub(super) fn buffer_pending(&mut self, batch: &RecordBatch) -> Result<()> {
         let rule = self.core.rule;
         let lateness = self.core.lateness;
@@ -47,56 +45,50 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             return Ok(());
         }
         let mut rows = std::mem::take(&mut parts.rows);
-        // Group by (partition, sub-partition): a counting sort, arrival
-        // order kept within each group.
-        let ids: Vec<u16> = rows
+        // Group by partition (a counting sort: arrival order kept within each).
+        let ids: Vec<(u8, u8)> = rows
             .iter()
             .map(|r| {
                 let hash = self.keys.row_hash(r.0 as usize);
-                (part_of(hash) * SUBS + sub_of(hash)) as u16
+                (part_of(hash) as u8, sub_of(hash) as u8)
             })
             .collect();
-        let mut starts = vec![0usize; PARTS * SUBS + 1];
-        for &g in &ids {
-            starts[g as usize + 1] += 1;
+        let mut starts = [0usize; PARTS + 1];
+        for &(p, _) in &ids {
+            starts[p as usize + 1] += 1;
         }
-        for g in 0..PARTS * SUBS {
-            starts[g + 1] += starts[g];
+        for p in 0..PARTS {
+            starts[p + 1] += starts[p];
         }
         let mut grouped = vec![(0u32, 0, None); rows.len()];
-        let mut at = starts.clone();
-        for (row, &g) in rows.iter().zip(&ids) {
-            grouped[at[g as usize]] = *row;
-            at[g as usize] += 1;
+        let mut subs = vec![0u8; rows.len()];
+        let mut at = starts;
+        for (row, &(p, sub)) in rows.iter().zip(&ids) {
+            grouped[at[p as usize]] = *row;
+            subs[at[p as usize]] = sub;
+            at[p as usize] += 1;
         }
         let schema = spill_parts::piece_schema(&mut parts.piece_schema, batch.schema_ref());
-        for p in 0..PARTS {
-            let (from, to) = (starts[p * SUBS], starts[(p + 1) * SUBS]);
-            if from == to {
-                continue;
-            }
-            let group = &grouped[from..to];
-            let mut bounds = [0u32; SUBS + 1];
-            for (s, bound) in bounds.iter_mut().enumerate() {
-                *bound = (starts[p * SUBS + s] - from) as u32;
-            }
-            let piece = spill_parts::piece(batch, group, &schema)?;
+        for p in (0..PARTS).filter(|&p| starts[p + 1] > starts[p]) {
+            let (group, group_subs) = (&grouped[starts[p]..starts[p + 1]], &subs[starts[p]..starts[p + 1]]);
+            let piece = spill_parts::piece(batch, group, group_subs, &schema)?;
             let bytes = piece.get_array_memory_size();
             let part = &mut parts.parts[p];
             for &(_, watermark, time) in group {
                 let t = time.unwrap_or(watermark);
                 part.min_deadline = part.min_deadline.min(super::deadline(rule, lateness, t, t));
             }
-            for (s, sub) in part.subs.iter_mut().enumerate() {
-                sub.rows += u64::from(bounds[s + 1] - bounds[s]);
+            for &sub in group_subs {
+                part.subs[sub as usize].rows += 1;
             }
             part.rows += group.len() as u64;
-            part.pieces.push(Piece { batch: piece, bounds });
+            part.pieces.push(piece);
             part.piece_bytes += bytes;
             parts.piece_bytes += bytes;
             if part.piece_bytes > parts.piece_limit || parts.piece_bytes > PIECES_CAP {
                 let before = part.piece_bytes;
-                store_pieces(&mut spill.store, part, &schema, parts.index_block, &mut parts.piece_failures)?;
+                let limits = (parts.index_block, parts.wide_rows);
+                store_pieces(&mut spill.store, part, &schema, limits, &mut parts.piece_failures)?;
                 parts.piece_bytes = parts.piece_bytes - before + part.piece_bytes;
             }
         }
@@ -295,32 +287,107 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         reloaded
     }
 
-    /// Brings back sub-partitions `subs` of partition `p`, one after the
-    /// other: a sub-partition's generations, then its fragments. Every
-    /// record is read once, freed, and taken out of `part`.
+    /// Brings back sub-partitions `subs` of partition `p`, a unit of them
+    /// at a time: the unit's generations, then its fragments in arrival
+    /// order. A unit is an aligned run of as many sub-partitions as the
+    /// narrowest of the partition's records spans (so every record a unit
+    /// reads spans all of it, and replaying record after record keeps the
+    /// unit's arrival order); keys of different units are independent. A
+    /// record spanning no sub-partition past `subs` is read for the last
+    /// time, freed and taken out of `part`; one spanning later ones is
+    /// read (once for all of `subs`) and kept for the slice that ends it.
     fn reload_subs(&mut self, p: usize, part: &mut Part, subs: std::ops::Range<usize>) -> Result<()> {
         self.unpack_index(p, part);
+        let overlaps = |e: &Stored| (e.lo as usize) < subs.end && e.hi as usize > subs.start;
+        let unit = part
+            .stored
+            .iter()
+            .filter(|e| overlaps(e))
+            .map(|e| usize::from(e.hi - e.lo))
+            .min()
+            .unwrap_or(SUBS);
+        // Records read for more than one unit of this call.
+        let mut shared: Vec<(usize, Option<RecordBatch>)> = Vec::new();
         let watermark = self.core.watermark;
-        for s in subs {
-            let (runs, rest): (Vec<Run>, Vec<Run>) = part.runs.iter().partition(|r| r.sub as usize == s);
+        let mut from = subs.start;
+        while from < subs.end {
+            let to = ((from / unit + 1) * unit).min(subs.end);
+            let units = from..to;
+            from = to;
+            let (runs, rest): (Vec<Run>, Vec<Run>) =
+                part.runs.iter().partition(|r| units.contains(&(r.sub as usize)));
             part.runs = rest;
             for run in &runs {
                 self.restore_run(p, run)?;
             }
-            let (stored, rest): (Vec<Stored>, Vec<Stored>) =
-                part.stored.iter().partition(|e| e.sub as usize == s);
-            part.stored = rest;
-            let pieces: Vec<RecordBatch> = part.pieces.iter().filter_map(|piece| piece.sub(s)).collect();
+            // The unit's rows, oldest first: its records, then its rows in memory.
+            let mut batches = Vec::new();
+            for (i, e) in part.stored.iter().enumerate().filter(|(_, e)| e.spans(units.start)) {
+                let last = e.hi as usize <= subs.end;
+                let alone = (e.lo as usize).max(subs.start) >= units.start
+                    && (e.hi as usize).min(subs.end) <= units.end;
+                let record = if alone {
+                    // No other unit of this call reads it.
+                    self.read_record(p, e, last)?
+                } else if let Some((_, record)) = shared.iter().find(|s| s.0 == i) {
+                    record.clone()
+                } else {
+                    let record = self.read_record(p, e, last)?;
+                    shared.push((i, record.clone()));
+                    record
+                };
+                if let Some(record) = record {
+                    let whole = e.lo as usize == units.start && e.hi as usize == units.end;
+                    batches.extend(if whole {
+                        Some(record)
+                    } else {
+                        spill_parts::rows_of(&record, units.clone())?
+                    });
+                }
+            }
+            for piece in &part.pieces {
+                batches.extend(spill_parts::rows_of(piece, units.clone())?);
+            }
             self.set_replaying(true);
-            let result = self.replay_sub(p, &stored, &pieces);
+            let result = batches.iter().try_for_each(|b| self.replay(b));
             self.set_replaying(false);
-            // Keys of other sub-partitions are independent: each replay
-            // starts from the watermark of now.
+            // Keys of other units are independent: each replay starts from
+            // the watermark of now.
             self.core.watermark = watermark;
             result?;
         }
+        // Records read for the last time leave `part`.
+        part.stored.retain(|e| !overlaps(e) || e.hi as usize > subs.end);
         self.core.sweep_if_due();
         Ok(())
+    }
+
+    /// Reads one record of fragments of partition `p` (and frees it when
+    /// `last`). An unreadable record is said (when `last`, so once), never
+    /// silent.
+    fn read_record(&mut self, p: usize, e: &Stored, last: bool) -> Result<Option<RecordBatch>> {
+        let Some(spill) = self.core.spill.as_mut() else { return Ok(None) };
+        let bytes = if last { spill.store.take(e.handle) } else { spill.store.get(e.handle) };
+        match bytes {
+            Ok(bytes) => {
+                let mut batches = spill_parts::decode(&bytes)?;
+                match batches.len() {
+                    1 => Ok(batches.pop()),
+                    _ => Err(Error::Internal("a spilled fragment record of more than one batch".into())),
+                }
+            }
+            Err(err) => {
+                if last {
+                    spill.corrupted += 1;
+                    self.spill_errors.push(Error::Serialization {
+                        key: format!("{} buffered fragments of spill partition {p}", e.rows),
+                        tier: e.handle.tier().as_str().to_owned(),
+                        reason: spill_reason(err),
+                    });
+                }
+                Ok(None)
+            }
+        }
     }
 
     /// Reads (and frees) `part`'s index blocks: their entries go before its
@@ -352,34 +419,6 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         }
         entries.append(&mut part.stored);
         part.stored = entries;
-    }
-
-    /// Replays one sub-partition's buffered fragments, oldest first: its
-    /// records in the store, then its rows in memory.
-    fn replay_sub(&mut self, p: usize, stored: &[Stored], pieces: &[RecordBatch]) -> Result<()> {
-        for e in stored {
-            let Some(spill) = self.core.spill.as_mut() else { break };
-            match spill.store.take(e.handle) {
-                Ok(bytes) => {
-                    for piece in spill_parts::decode(&bytes)? {
-                        self.replay(&piece)?;
-                    }
-                }
-                // Unreadable fragments cannot be applied: said, never silent.
-                Err(err) => {
-                    spill.corrupted += 1;
-                    self.spill_errors.push(Error::Serialization {
-                        key: format!("{} buffered fragments of spill partition {p}", e.rows),
-                        tier: e.handle.tier().as_str().to_owned(),
-                        reason: spill_reason(err),
-                    });
-                }
-            }
-        }
-        for piece in pieces {
-            self.replay(piece)?;
-        }
-        Ok(())
     }
 
     fn set_replaying(&mut self, on: bool) {
@@ -593,29 +632,39 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     }
 }
 
-/// Sends `part`'s pieces to the store, a record per sub-partition (its
-/// rows of every piece, in order). A sub-partition the store has no room
-/// for keeps its rows in memory (counted in `failures`; nothing is lost).
+/// Sends `part`'s pieces to the store: a record per aligned group of
+/// [`record_width`](spill_parts::record_width) sub-partitions (their rows
+/// of every piece, in arrival order). A group the store has no room for
+/// keeps its rows in memory (counted in `failures`; nothing is lost).
 fn store_pieces(
     store: &mut SpillStore,
     part: &mut Part,
     schema: &SchemaRef,
-    index_block: usize,
+    (index_block, wide_rows): (usize, u64),
     failures: &mut u64,
 ) -> Result<()> {
     let pieces = std::mem::take(&mut part.pieces);
+    let width = spill_parts::record_width(part.rows, wide_rows);
     let mut kept = Vec::new();
-    for s in 0..SUBS {
-        let rows: Vec<RecordBatch> = pieces.iter().filter_map(|p| p.sub(s)).collect();
+    for lo in (0..SUBS).step_by(width) {
+        let rows = if width == SUBS {
+            pieces.clone()
+        } else {
+            let mut rows = Vec::new();
+            for piece in &pieces {
+                rows.extend(spill_parts::rows_of(piece, lo..lo + width)?);
+            }
+            rows
+        };
         if rows.is_empty() {
             continue;
         }
         let batch = arrow_select::concat::concat_batches(schema, &rows)
             .map_err(Error::arrow("joining fragments of a spilled partition"))?;
-        let n = batch.num_rows();
+        let n = batch.num_rows() as u32;
         match store.put(&spill_parts::encode(std::slice::from_ref(&batch))?) {
             Ok(handle) => {
-                part.stored.push(Stored { handle, rows: n as u32, sub: s as u8 });
+                part.stored.push(Stored { handle, rows: n, lo: lo as u8, hi: (lo + width) as u8 });
                 if part.stored.len() >= index_block {
                     // The entries go to the store too, as one index block.
                     if let Ok(block) = store.put(&spill_parts::encode_index(&part.stored)) {
@@ -626,13 +675,11 @@ fn store_pieces(
             }
             Err(_) => {
                 *failures += 1;
-                let mut bounds = [0u32; SUBS + 1];
-                bounds[s + 1..].fill(n as u32);
-                kept.push(Piece { batch, bounds });
+                kept.push(batch);
             }
         }
     }
-    part.piece_bytes = kept.iter().map(|p| p.batch.get_array_memory_size()).sum();
+    part.piece_bytes = kept.iter().map(RecordBatch::get_array_memory_size).sum();
     part.pieces = kept;
     Ok(())
 }
