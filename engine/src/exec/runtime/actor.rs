@@ -603,16 +603,16 @@ impl Actor {
                 by_port = vec![Vec::new(); ports];
             }
             for whole in current.drain(..) {
-                let mut rest = Some(whole);
-                while let Some(b) = rest.take() {
-                    let b = match sizer.as_deref() {
-                        Some(s) => {
-                            let (piece, more) = s.cut(b);
-                            rest = more;
-                            piece
-                        }
-                        None => b,
-                    };
+                // Without a sizer the batch goes through as it is (no move
+                // through an `Option`: batches are moved on every hop).
+                let mut b = whole;
+                let mut rest: Option<Batch> = None;
+                loop {
+                    if let Some(s) = sizer.as_deref() {
+                        let (piece, more) = s.cut(b);
+                        rest = more;
+                        b = piece;
+                    }
                     batches_in += 1;
                     rows_in += b.num_rows() as u64;
                     // Fields are computed only when a subscriber wants the span.
@@ -651,6 +651,10 @@ impl Actor {
                         } else {
                             next.push(out);
                         }
+                    }
+                    match rest.take() {
+                        Some(more) => b = more,
+                        None => break,
                     }
                 }
             }
