@@ -6,7 +6,7 @@
 //! A generation that ends another way (complete, closed by a late fragment,
 //! flushed at the end of input) leaves its entry behind: the owner calls
 //! [`Deadlines::forget_one`], and [`Deadlines::pop_due`] skips an entry whose
-//! slot no longer holds that arrival. When stale entries outnumber live ones
+//! slot no longer holds that arrival. When stale entries pass a quarter of them
 //! the heap is rebuilt without them, so it stays proportional to the live
 //! generations even if time stops moving.
 
@@ -63,12 +63,17 @@ impl Deadlines {
     }
 
     /// A generation with an entry ended before its deadline; rebuilds the
-    /// heap when stale entries dominate.
+    /// heap when stale entries pass a quarter of it, and gives back the
+    /// capacity a rebuild leaves unused (so the heap follows the live
+    /// generations down, e.g. after a spill, instead of keeping its peak).
     pub(crate) fn forget_one(&mut self, is_live: impl Fn(&Due) -> bool) {
         self.stale += 1;
-        if self.stale >= MIN_STALE && self.stale * 2 > self.heap.len() {
+        if self.stale >= MIN_STALE && self.stale * 4 > self.heap.len() {
             self.heap.retain(|Reverse(d)| is_live(d));
             self.stale = 0;
+            if self.heap.capacity() > 2 * self.heap.len().max(MIN_STALE) {
+                self.heap.shrink_to(self.heap.len().max(MIN_STALE) * 3 / 2);
+            }
         }
     }
 
@@ -126,5 +131,25 @@ mod tests {
             d.forget_one(live);
         }
         assert_eq!(d.len(), 10);
+    }
+
+    #[test]
+    fn a_rebuild_gives_back_what_the_live_entries_no_longer_need() {
+        let mut d = Deadlines::default();
+        let n = 64 * MIN_STALE as u64;
+        for i in 0..n {
+            d.push(due(i as Millis, i, i as u32));
+        }
+        let peak = d.heap.capacity();
+        // Three quarters of the generations end (as a spill of most keys would).
+        let live = |x: &Due| x.slot % 4 == 0;
+        for _ in 0..n / 4 + 1 {
+            d.forget_one(live);
+        }
+        assert_eq!(d.len(), n as usize / 4);
+        assert!(d.heap.capacity() <= d.len() * 2 && d.heap.capacity() < peak / 2, "{}", d.heap.capacity());
+        // The live ones still pop in order.
+        assert_eq!(d.pop_due(5, live), Some(due(0, 0, 0)));
+        assert_eq!(d.pop_due(5, live), Some(due(4, 4, 4)));
     }
 }

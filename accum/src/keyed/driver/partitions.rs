@@ -320,45 +320,60 @@ impl<A: Accumulator> KeyedAccumulator<A> {
             for run in &runs {
                 self.restore_run(p, run)?;
             }
-            // The unit's rows, oldest first: its records, then its rows in memory.
-            let mut batches = Vec::new();
-            for (i, e) in part.stored.iter().enumerate().filter(|(_, e)| e.spans(units.start)) {
-                let last = e.hi as usize <= subs.end;
-                let alone = (e.lo as usize).max(subs.start) >= units.start
-                    && (e.hi as usize).min(subs.end) <= units.end;
-                let record = if alone {
-                    // No other unit of this call reads it.
-                    self.read_record(p, e, last)?
-                } else if let Some((_, record)) = shared.iter().find(|s| s.0 == i) {
-                    record.clone()
-                } else {
-                    let record = self.read_record(p, e, last)?;
-                    shared.push((i, record.clone()));
-                    record
-                };
-                if let Some(record) = record {
-                    let whole = e.lo as usize == units.start && e.hi as usize == units.end;
-                    batches.extend(if whole {
-                        Some(record)
-                    } else {
-                        spill_parts::rows_of(&record, units.clone())?
-                    });
-                }
-            }
-            for piece in &part.pieces {
-                batches.extend(spill_parts::rows_of(piece, units.clone())?);
-            }
             self.set_replaying(true);
-            let result = batches.iter().try_for_each(|b| self.replay(b));
+            let result = self.replay_unit(p, part, &subs, &units, &mut shared);
             self.set_replaying(false);
             // Keys of other units are independent: each replay starts from
             // the watermark of now.
             self.core.watermark = watermark;
             result?;
+            // Kept records no later unit reads go.
+            shared.retain(|&(i, _)| part.stored[i].hi as usize > units.end);
         }
         // Records read for the last time leave `part`.
         part.stored.retain(|e| !overlaps(e) || e.hi as usize > subs.end);
         self.core.sweep_if_due();
+        Ok(())
+    }
+
+    /// Replays unit `units` of slice `subs` of partition `p`, oldest
+    /// first: its records (one decoded at a time, except those kept in
+    /// `shared` for the slice's later units), then its rows in memory.
+    fn replay_unit(
+        &mut self,
+        p: usize,
+        part: &Part,
+        subs: &std::ops::Range<usize>,
+        units: &std::ops::Range<usize>,
+        shared: &mut Vec<(usize, Option<RecordBatch>)>,
+    ) -> Result<()> {
+        for (i, e) in part.stored.iter().enumerate().filter(|(_, e)| e.spans(units.start)) {
+            let last = e.hi as usize <= subs.end;
+            let alone =
+                (e.lo as usize).max(subs.start) >= units.start && (e.hi as usize).min(subs.end) <= units.end;
+            let record = if alone {
+                // No other unit of this call reads it.
+                self.read_record(p, e, last)?
+            } else if let Some((_, record)) = shared.iter().find(|s| s.0 == i) {
+                record.clone()
+            } else {
+                let record = self.read_record(p, e, last)?;
+                shared.push((i, record.clone()));
+                record
+            };
+            if let Some(record) = record {
+                let whole = e.lo as usize == units.start && e.hi as usize == units.end;
+                let rows = if whole { Some(record) } else { spill_parts::rows_of(&record, units.clone())? };
+                if let Some(rows) = rows {
+                    self.replay(&rows)?;
+                }
+            }
+        }
+        for piece in &part.pieces {
+            if let Some(rows) = spill_parts::rows_of(piece, units.clone())? {
+                self.replay(&rows)?;
+            }
+        }
         Ok(())
     }
 
