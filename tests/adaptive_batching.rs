@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::RecordBatch;
 use garner::engine::flow::{AdaptiveConfig, Batching};
 use garner::engine::{Emitter, Engine};
 use garner::prelude::*;
@@ -19,48 +19,14 @@ use proptest::prelude::*;
 
 mod common;
 
-#[derive(Debug, Clone)]
-struct Row {
-    k: u64,
-    var: &'static str,
-    x: Option<i64>,
-    ts: i64,
-}
-
-const VARS: [&str; 5] = ["a", "b", "c", "d", "junk"];
+use common::Row;
 
 fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
-    (1u64..40, 0usize..600).prop_flat_map(|(keys, n)| {
-        prop::collection::vec((0..keys, 0usize..5, prop::option::weighted(0.9, -50i64..50), 0i64..4), n)
-            .prop_map(|raw| {
-                let mut ts = 1_000;
-                raw.into_iter()
-                    .map(|(k, v, x, dt)| {
-                        ts += dt;
-                        Row { k, var: VARS[v], x, ts }
-                    })
-                    .collect()
-            })
-    })
+    common::fragment_rows(40, 600)
 }
 
 fn batches(rows: &[Row], size: usize) -> Vec<RecordBatch> {
-    let make = |rows: &[Row]| {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.k))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.var))),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().enumerate().map(|(i, r)| format!("{}-{i}", r.var)),
-            )),
-            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.x))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.ts))),
-        ];
-        RecordBatch::try_new(common::fragment_schema(), columns).unwrap()
-    };
-    if rows.is_empty() {
-        return vec![make(&[])];
-    }
-    rows.chunks(size).map(make).collect()
+    common::fragment_batches(rows, size)
 }
 
 fn batching_strategy() -> impl Strategy<Value = Option<Batching>> {

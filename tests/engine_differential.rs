@@ -4,10 +4,9 @@
 //! where the graph keeps order (chains and branches into their own sinks),
 //! and as a multiset where it does not (accumulators, merges).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
+use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use garner::engine::{Engine, ParallelismHint};
 use garner::prelude::*;
@@ -15,30 +14,10 @@ use proptest::prelude::*;
 
 mod common;
 
-/// One fragment row.
-#[derive(Debug, Clone)]
-struct Row {
-    k: u64,
-    var: &'static str,
-    x: Option<i64>,
-    ts: i64,
-}
-
-const VARS: [&str; 5] = ["a", "b", "c", "d", "junk"];
+use common::{Row, VARS};
 
 fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
-    (1u64..60, 0usize..700).prop_flat_map(|(keys, n)| {
-        prop::collection::vec((0..keys, 0usize..5, prop::option::weighted(0.9, -50i64..50), 0i64..4), n)
-            .prop_map(|raw| {
-                let mut ts = 1_000;
-                raw.into_iter()
-                    .map(|(k, v, x, dt)| {
-                        ts += dt; // event time never decreases along the input
-                        Row { k, var: VARS[v], x, ts }
-                    })
-                    .collect()
-            })
-    })
+    common::fragment_rows(60, 700)
 }
 
 fn batch_size() -> impl Strategy<Value = usize> {
@@ -46,23 +25,7 @@ fn batch_size() -> impl Strategy<Value = usize> {
 }
 
 fn batches(rows: &[Row], size: usize) -> Vec<RecordBatch> {
-    let schema = common::fragment_schema();
-    let make = |rows: &[Row]| {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.k))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.var))),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().enumerate().map(|(i, r)| format!("{}-{i}", r.var)),
-            )),
-            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.x))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.ts))),
-        ];
-        RecordBatch::try_new(schema.clone(), columns).unwrap()
-    };
-    if rows.is_empty() {
-        return vec![make(&[])];
-    }
-    rows.chunks(size).map(make).collect()
+    common::fragment_batches(rows, size)
 }
 
 /// A stateless transform, by code.

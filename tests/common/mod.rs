@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use garner::engine::{Engine, RunHandle};
@@ -77,4 +78,59 @@ pub(crate) fn wait_finished(handle: &RunHandle, what: &str) {
         assert!(start.elapsed() < HANG_TIMEOUT, "{what} hangs: {}", handle.diagnostics());
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// One fragment row of the generated inputs (see [`fragment_rows`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) k: u64,
+    pub(crate) var: &'static str,
+    pub(crate) x: Option<i64>,
+    pub(crate) ts: i64,
+}
+
+/// The variables fragments name: four required ones and one no accumulator asks for.
+pub(crate) const VARS: [&str; 5] = ["a", "b", "c", "d", "junk"];
+
+/// Up to `max_rows` fragments of fewer than `max_keys` keys; event time
+/// never decreases along the input.
+pub(crate) fn fragment_rows(
+    max_keys: u64,
+    max_rows: usize,
+) -> impl proptest::strategy::Strategy<Value = Vec<Row>> {
+    use proptest::prelude::*;
+    (1u64..max_keys, 0usize..max_rows).prop_flat_map(|(keys, n)| {
+        prop::collection::vec((0..keys, 0usize..5, prop::option::weighted(0.9, -50i64..50), 0i64..4), n)
+            .prop_map(|raw| {
+                let mut ts = 1_000;
+                raw.into_iter()
+                    .map(|(k, v, x, dt)| {
+                        ts += dt;
+                        Row { k, var: VARS[v], x, ts }
+                    })
+                    .collect()
+            })
+    })
+}
+
+/// `rows` as batches of [`fragment_schema`] of `size` rows (one empty
+/// batch for no rows); the value column names the variable and the row.
+pub(crate) fn fragment_batches(rows: &[Row], size: usize) -> Vec<RecordBatch> {
+    let schema = fragment_schema();
+    let make = |rows: &[Row]| {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.k))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.var))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().enumerate().map(|(i, r)| format!("{}-{i}", r.var)),
+            )),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.x))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.ts))),
+        ];
+        RecordBatch::try_new(schema.clone(), columns).unwrap()
+    };
+    if rows.is_empty() {
+        return vec![make(&[])];
+    }
+    rows.chunks(size).map(make).collect()
 }

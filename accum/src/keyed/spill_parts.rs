@@ -13,21 +13,25 @@
 //!   then the states, so a damaged state record still names its keys), and
 //!   its slots are freed. Memory keeps a few words per partition and per run.
 //! - **Sub-partitions.** Within a partition, keys fall in one of [`SUBS`]
-//!   sub-partitions (by an independent hash). Runs and stored fragments are
-//!   written per sub-partition, so a large partition can come back a few
-//!   sub-partitions at a time, each record read once.
+//!   sub-partitions (by an independent hash). Runs are written per
+//!   sub-partition; a record of buffered fragments spans an aligned group
+//!   of them ([`record_width`]: all while the partition is small, fewer as
+//!   it grows), so a large partition can come back a few sub-partitions at
+//!   a time with little read twice.
 //! - **Buffer.** While a partition is spilled, its fragments are not applied:
-//!   the rows are copied out (with the watermark they arrived under and their
-//!   time) into pieces, ordered by sub-partition, and once a partition's
-//!   pieces pass [`PIECE_BYTES`] (or all pieces pass [`PIECES_CAP`]) each
-//!   sub-partition's rows go to the store as one Arrow IPC record.
+//!   the rows are copied out (with their sub-partition, the watermark they
+//!   arrived under and their time) into pieces, in arrival order, and once a
+//!   partition's pieces pass [`PIECE_BYTES`] (or all pieces pass
+//!   [`PIECES_CAP`]) each group's rows go to the store as one Arrow IPC
+//!   record.
 //! - **Reload.** When the watermark passes the earliest deadline the partition
 //!   could hold, and at the end of input (one partition at a time, a slice of
 //!   its sub-partitions per step), its generations are restored and its
-//!   fragments replayed in arrival order, a sub-partition at a time, each
-//!   fragment under the watermark it arrived under: every key sees exactly
-//!   the fragments, times and deadlines it would have seen in memory, so the
-//!   output is the same (rows of a spilled partition come out later, and with
+//!   fragments replayed in arrival order, a unit of sub-partitions (as many
+//!   as its narrowest record spans) at a time, each fragment under the
+//!   watermark it arrived under: every key sees exactly the fragments, times
+//!   and deadlines it would have seen in memory, so the output is the same
+//!   (rows of a spilled partition come out later, and with
 //!   `acc_spilled = true`).
 
 use std::sync::Arc;

@@ -576,7 +576,8 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     /// spilled one. A partition comes back a slice of its sub-partitions at
     /// a time, of about [`FINISH_SLICE`](spill_parts::FINISH_SLICE)
     /// generations and fragments, so a step holds a bounded part of it
-    /// however large the input grew; every record is read once. Returns
+    /// however large the input grew (a record spanning several slices, one of
+    /// the partition's first, is read by each of them). Returns
     /// `false` when no spilled partition is left.
     pub(super) fn finish_spilled_step(
         &mut self,
