@@ -10,12 +10,18 @@
 //! - Deletion shifts the following entries back (no tombstones), so probe
 //!   sequences stay short however many keys come and go.
 //! - The table doubles at 3/4 load (entries of 16 bytes: at most ~21 bytes
-//!   per resident key).
+//!   per resident key) and halves under 1/8 (once past [`SHRINK_FROM`]
+//!   buckets), so after a spill has taken most keys out it gives the memory
+//!   back instead of keeping its peak.
 
 use crate::error::{Error, Result};
 
 const EMPTY: u32 = u32::MAX;
 const MIN_CAPACITY: usize = 64;
+
+/// Buckets below which the table does not shrink (64 KiB): small tables
+/// are not worth rebuilding.
+const SHRINK_FROM: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -113,6 +119,9 @@ impl SlotTable {
         }
         self.buckets[hole] = VACANT;
         self.len -= 1;
+        if self.len * 8 < self.buckets.len() && self.buckets.len() > SHRINK_FROM {
+            self.rebuild(self.buckets.len() / 2);
+        }
         Ok(())
     }
 
@@ -122,6 +131,13 @@ impl SlotTable {
             .len()
             .checked_mul(2)
             .ok_or(Error::StateTooLarge { what: "the key table", limit: usize::MAX as u64 })?;
+        self.rebuild(capacity);
+        Ok(())
+    }
+
+    /// Moves every entry into a new array of `capacity` buckets (a power of
+    /// two above the entries).
+    fn rebuild(&mut self, capacity: usize) {
         let old = std::mem::replace(&mut self.buckets, vec![VACANT; capacity]);
         self.mask = capacity - 1;
         for b in old.into_iter().filter(|b| b.slot != EMPTY) {
@@ -131,7 +147,6 @@ impl SlotTable {
             }
             self.buckets[i] = b;
         }
-        Ok(())
     }
 
     /// Empties the table (and gives its memory back).
@@ -188,5 +203,30 @@ mod tests {
             assert_eq!(found, slot);
         }
         assert!(t.remove(1, 999_999).is_err());
+    }
+
+    #[test]
+    fn the_table_halves_when_most_keys_leave_and_still_finds_the_rest() {
+        let mut t = SlotTable::new();
+        let hash = |k: u64| crate::hash::hash_u64(k);
+        for k in 0..100_000u64 {
+            t.find_or_insert(hash(k), |_| false, || Ok(k as u32)).unwrap();
+        }
+        let peak = t.buckets.len();
+        // A spill takes all keys but every 64th out.
+        for k in (0..100_000u64).filter(|k| k % 64 != 0) {
+            t.remove(hash(k), k as u32).unwrap();
+        }
+        assert!(t.buckets.len() <= peak / 8, "{} of {peak} buckets", t.buckets.len());
+        assert!(t.len * 4 <= t.buckets.len() * 3);
+        for k in (0..100_000u64).step_by(64) {
+            let found = t.find_or_insert(hash(k), |_| true, || Ok(u32::MAX - 1)).unwrap();
+            assert_eq!(found, k as u32);
+        }
+        // It grows again as keys come back.
+        for k in (0..100_000u64).filter(|k| k % 64 != 0) {
+            t.find_or_insert(hash(k), |_| false, || Ok(k as u32)).unwrap();
+        }
+        assert_eq!((t.len, t.buckets.len()), (100_000, peak));
     }
 }
