@@ -14,6 +14,11 @@ use super::{AdaptiveBatch, AdaptiveConfig, FlowError};
 /// engines do not coalesce). A batch's watermark travels with its last
 /// slice only, so it is never applied before all of the batch's rows, as in
 /// the `SyncEngine`.
+///
+/// A stage whose output depends on where its input batches begin and end
+/// (one that treats each batch's first row specially, say) sees other
+/// batches when they are cut, so its output can differ from a run without
+/// batching: set batching only on stages that work row by row or by key.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Batching {
     /// Slices of at most this many rows (at least 1).
