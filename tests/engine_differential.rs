@@ -436,6 +436,30 @@ fn order_survives_repartitions_between_different_parallelisms() {
     }
 }
 
+/// `input` through a spilling `acc` of `parallelism` instances into a
+/// collector, without the `acc_spilled` column (which a budget changes).
+fn spill_graph(input: &[RecordBatch], acc: VarSet, parallelism: usize) -> (PipelineGraph, Collected) {
+    let (s, c) = CollectSink::new();
+    let source = MemorySource::try_from_batches(input.to_vec()).unwrap();
+    let columns = ["k", "a", "b", "c", "d", "acc_completeness", "acc_missing_vars", "acc_reason"];
+    let g = Pipeline::new("spill")
+        .source("read", source)
+        .accumulate("assemble", acc.spill_on_pressure(true))
+        .parallelism(parallelism)
+        .transform("drop-flag", Select::columns(columns))
+        .sink("out", s)
+        .build()
+        .unwrap();
+    (g, c)
+}
+
+/// The collected rows, sorted (a multiset to compare).
+fn sorted(c: &Collected) -> Vec<String> {
+    let mut r = common::rows_of(c);
+    r.sort();
+    r
+}
+
 /// Spilling is transparent on every engine: with a memory budget far below
 /// what the state needs, the output (minus `acc_spilled`) equals the
 /// unbudgeted SyncEngine's as a multiset, and the accumulator did spill.
@@ -445,25 +469,7 @@ fn a_tiny_memory_budget_spills_on_every_engine_without_changing_the_output() {
         .map(|i| Row { k: (i * 7919 % 700) as u64, var: VARS[i % 4], x: Some(i as i64), ts: i as i64 })
         .collect();
     let input = batches(&rows, 97);
-    let graph = || {
-        let (s, c) = CollectSink::new();
-        let source = MemorySource::try_from_batches(input.clone()).unwrap();
-        let columns = ["k", "a", "b", "c", "d", "acc_completeness", "acc_missing_vars", "acc_reason"];
-        let g = Pipeline::new("spill")
-            .source("read", source)
-            .accumulate("assemble", varset(Some(200), false).spill_on_pressure(true))
-            .parallelism(3)
-            .transform("drop-flag", Select::columns(columns))
-            .sink("out", s)
-            .build()
-            .unwrap();
-        (g, c)
-    };
-    let sorted = |c: &Collected| {
-        let mut r = common::rows_of(c);
-        r.sort();
-        r
-    };
+    let graph = || spill_graph(&input, varset(Some(200), false), 3);
     let (g, c) = graph();
     SyncEngine::new().run(g, RunOptions::default()).unwrap();
     let expected = sorted(&c);
@@ -502,25 +508,7 @@ proptest! {
         budget_kib in prop::sample::select(vec![4u64, 16, 64, 4096]),
     ) {
         let input = batches(&rows, size);
-        let graph = || {
-            let (s, c) = CollectSink::new();
-            let source = MemorySource::try_from_batches(input.clone()).unwrap();
-            let columns = ["k", "a", "b", "c", "d", "acc_completeness", "acc_missing_vars", "acc_reason"];
-            let g = Pipeline::new("spill")
-                .source("read", source)
-                .accumulate("assemble", varset(ttl, keep_last).spill_on_pressure(true))
-                .parallelism(parallelism)
-                .transform("drop-flag", Select::columns(columns))
-                .sink("out", s)
-                .build()
-                .unwrap();
-            (g, c)
-        };
-        let sorted = |c: &Collected| {
-            let mut r = common::rows_of(c);
-            r.sort();
-            r
-        };
+        let graph = || spill_graph(&input, varset(ttl, keep_last), parallelism);
         let (g, c) = graph();
         SyncEngine::new().run(g, RunOptions::default()).unwrap();
         let expected = sorted(&c);
