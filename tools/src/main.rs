@@ -19,11 +19,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// With the `mimalloc` feature only: see the feature's note in Cargo.toml.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// High-throughput, memory-bounded pipelines over Apache Arrow, with
 /// conditional accumulation.
 #[derive(Debug, Parser)]

@@ -141,6 +141,8 @@ pub(crate) fn run(args: RunArgs) -> Result<()> {
     let mut options = RunOptions::default().with_progress(progress);
     if let Some(b) = budget {
         options = options.with_memory_budget(b);
+        // Freed memory back to the system at once: the budget is about RSS.
+        crate::malloc::prefer_memory();
     }
     if let Some(ratio) = spec.pipeline.alert_partial_ratio {
         options = options.with_partial_alert(ratio); // checked in [0, 1] by spec::parse

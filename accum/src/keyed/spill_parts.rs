@@ -37,7 +37,8 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt8Array};
-use arrow_ipc::{reader::StreamReader, writer::StreamWriter};
+use arrow_buffer::Buffer;
+use arrow_ipc::{reader::StreamDecoder, writer::StreamWriter};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use garner_pools::SpillHandle;
 
@@ -419,22 +420,32 @@ pub(crate) fn split(piece: &RecordBatch) -> Result<(RecordBatch, Vec<Millis>, Ar
 
 /// Pieces as one Arrow IPC stream.
 pub(crate) fn encode(pieces: &[RecordBatch]) -> Result<Vec<u8>> {
-    let err = Error::arrow("encoding fragments of a spilled partition");
+    let err = || Error::arrow("encoding fragments of a spilled partition");
     let Some(first) = pieces.first() else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut out, first.schema_ref()).map_err(err)?;
+    let mut writer = StreamWriter::try_new(&mut out, first.schema_ref()).map_err(err())?;
     for piece in pieces {
-        writer.write(piece).map_err(Error::arrow("encoding fragments of a spilled partition"))?;
+        writer.write(piece).map_err(err())?;
     }
-    writer.finish().map_err(Error::arrow("encoding fragments of a spilled partition"))?;
+    writer.finish().map_err(err())?;
     drop(writer);
     Ok(out)
 }
 
-/// What [`encode`] wrote.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    let reader = StreamReader::try_new(bytes, None).map_err(Error::arrow("decoding buffered fragments"))?;
-    reader.collect::<std::result::Result<Vec<_>, _>>().map_err(Error::arrow("decoding buffered fragments"))
+/// What [`encode`] wrote. The batches use `bytes` in place (no copy of
+/// their buffers).
+pub(crate) fn decode(bytes: Vec<u8>) -> Result<Vec<RecordBatch>> {
+    let err = || Error::arrow("decoding buffered fragments");
+    let mut buffer = Buffer::from_vec(bytes);
+    let mut decoder = StreamDecoder::new();
+    let mut batches = Vec::new();
+    while !buffer.is_empty() {
+        if let Some(batch) = decoder.decode(&mut buffer).map_err(err())? {
+            batches.push(batch);
+        }
+    }
+    decoder.finish().map_err(err())?;
+    Ok(batches)
 }
 
 #[cfg(test)]
@@ -451,7 +462,7 @@ mod tests {
         .unwrap();
         let schema = piece_schema(&mut None, batch.schema_ref());
         let p = piece(&batch, &[(2, 10, Some(12)), (0, 11, None)], &[3, 5], &schema).unwrap();
-        let back = decode(&encode(&[p.clone(), p.clone()]).unwrap()).unwrap();
+        let back = decode(encode(&[p.clone(), p.clone()]).unwrap()).unwrap();
         assert_eq!(rows_of(&p, 0..SUBS).unwrap().unwrap(), p);
         assert!(rows_of(&p, 0..3).unwrap().is_none());
         assert_eq!(split(&rows_of(&p, 4..6).unwrap().unwrap()).unwrap().1, [11]);
@@ -464,7 +475,10 @@ mod tests {
         let times = times.as_primitive::<Int64Type>();
         assert_eq!((times.value(0), times.is_null(1)), (12, true));
         assert!(split(&batch).is_err(), "a batch without the columns is refused");
-        assert!(decode(b"not ipc").is_err());
+        assert!(decode(b"not ipc".to_vec()).is_err());
+        // A stream cut short (no end marker, a batch cut) is an error too.
+        let whole = encode(std::slice::from_ref(&p)).unwrap();
+        assert!(decode(whole[..whole.len() - 20].to_vec()).is_err());
     }
 
     #[test]

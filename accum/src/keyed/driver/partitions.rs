@@ -299,21 +299,21 @@ impl<A: Accumulator> KeyedAccumulator<A> {
     fn reload_subs(&mut self, p: usize, part: &mut Part, subs: std::ops::Range<usize>) -> Result<()> {
         self.unpack_index(p, part);
         let overlaps = |e: &Stored| (e.lo as usize) < subs.end && e.hi as usize > subs.start;
-        let unit = part
+        let width = part
             .stored
             .iter()
             .filter(|e| overlaps(e))
             .map(|e| usize::from(e.hi - e.lo))
             .min()
             .unwrap_or(SUBS);
-        // Records read for more than one unit of this call.
-        let mut shared: Vec<(usize, Option<RecordBatch>)> = Vec::new();
+        let slice = Slice { subs: subs.clone(), width };
+        // Rows of records read by an earlier unit of this call, kept for later ones.
+        let mut kept: Vec<Kept> = Vec::new();
         let watermark = self.core.watermark;
         let mut from = subs.start;
         while from < subs.end {
-            let to = ((from / unit + 1) * unit).min(subs.end);
-            let units = from..to;
-            from = to;
+            let units = slice.unit_at(from);
+            from = units.end;
             let (runs, rest): (Vec<Run>, Vec<Run>) =
                 part.runs.iter().partition(|r| units.contains(&(r.sub as usize)));
             part.runs = rest;
@@ -321,52 +321,59 @@ impl<A: Accumulator> KeyedAccumulator<A> {
                 self.restore_run(p, run)?;
             }
             self.set_replaying(true);
-            let result = self.replay_unit(p, part, &subs, &units, &mut shared);
+            let result = self.replay_unit(p, part, &slice, &units, &mut kept);
             self.set_replaying(false);
             // Keys of other units are independent: each replay starts from
             // the watermark of now.
             self.core.watermark = watermark;
             result?;
-            // Kept records no later unit reads go.
-            shared.retain(|&(i, _)| part.stored[i].hi as usize > units.end);
         }
+        debug_assert!(kept.is_empty(), "every kept row was replayed by its unit");
         // Records read for the last time leave `part`.
         part.stored.retain(|e| !overlaps(e) || e.hi as usize > subs.end);
         self.core.sweep_if_due();
         Ok(())
     }
 
-    /// Replays unit `units` of slice `subs` of partition `p`, oldest
-    /// first: its records (one decoded at a time, except those kept in
-    /// `shared` for the slice's later units), then its rows in memory.
+    /// Replays unit `units` of `slice` of partition `p`, oldest first: its
+    /// records, then its rows in memory. A record is decoded by the first
+    /// unit of the slice it spans, which replays its own rows and keeps
+    /// those of each later unit of the slice (filtered out now, so what
+    /// waits is only what later units replay, not the whole record); a
+    /// later unit replays the rows kept for it in their record's place.
     fn replay_unit(
         &mut self,
         p: usize,
         part: &Part,
-        subs: &std::ops::Range<usize>,
+        slice: &Slice,
         units: &std::ops::Range<usize>,
-        shared: &mut Vec<(usize, Option<RecordBatch>)>,
+        kept: &mut Vec<Kept>,
     ) -> Result<()> {
         for (i, e) in part.stored.iter().enumerate().filter(|(_, e)| e.spans(units.start)) {
-            let last = e.hi as usize <= subs.end;
-            let alone =
-                (e.lo as usize).max(subs.start) >= units.start && (e.hi as usize).min(subs.end) <= units.end;
-            let record = if alone {
-                // No other unit of this call reads it.
-                self.read_record(p, e, last)?
-            } else if let Some((_, record)) = shared.iter().find(|s| s.0 == i) {
-                record.clone()
-            } else {
-                let record = self.read_record(p, e, last)?;
-                shared.push((i, record.clone()));
-                record
-            };
-            if let Some(record) = record {
-                let whole = e.lo as usize == units.start && e.hi as usize == units.end;
-                let rows = if whole { Some(record) } else { spill_parts::rows_of(&record, units.clone())? };
-                if let Some(rows) = rows {
+            let first = (e.lo as usize).max(slice.subs.start) >= units.start;
+            if !first {
+                // Read by an earlier unit: its rows for this one, if any.
+                if let Some(at) = kept.iter().position(|k| k.record == i && k.unit == units.start) {
+                    let rows = kept.remove(at).rows;
                     self.replay(&rows)?;
                 }
+                continue;
+            }
+            let last = e.hi as usize <= slice.subs.end;
+            let Some(record) = self.read_record(p, e, last)? else { continue };
+            let end = (e.hi as usize).min(slice.subs.end);
+            let mut later = units.end;
+            while later < end {
+                let unit = slice.unit_at(later);
+                later = unit.end;
+                if let Some(rows) = spill_parts::rows_of(&record, unit.clone())? {
+                    kept.push(Kept { record: i, unit: unit.start, rows });
+                }
+            }
+            let whole = e.lo as usize == units.start && e.hi as usize == units.end;
+            let rows = if whole { Some(record) } else { spill_parts::rows_of(&record, units.clone())? };
+            if let Some(rows) = rows {
+                self.replay(&rows)?;
             }
         }
         for piece in &part.pieces {
@@ -385,7 +392,7 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         let bytes = if last { spill.store.take(e.handle) } else { spill.store.get(e.handle) };
         match bytes {
             Ok(bytes) => {
-                let mut batches = spill_parts::decode(&bytes)?;
+                let mut batches = spill_parts::decode(bytes)?;
                 match batches.len() {
                     1 => Ok(batches.pop()),
                     _ => Err(Error::Internal("a spilled fragment record of more than one batch".into())),
@@ -646,6 +653,30 @@ impl<A: Accumulator> KeyedAccumulator<A> {
         }
         Ok(true)
     }
+}
+
+/// A slice of a partition coming back: its sub-partitions, and the width
+/// of its units (the narrowest record it reads).
+struct Slice {
+    subs: std::ops::Range<usize>,
+    width: usize,
+}
+
+impl Slice {
+    /// The unit starting at sub-partition `from`: aligned to the width,
+    /// cut at the slice's end.
+    fn unit_at(&self, from: usize) -> std::ops::Range<usize> {
+        from..((from / self.width + 1) * self.width).min(self.subs.end)
+    }
+}
+
+/// Rows of stored record `record` (an index into the partition's stored
+/// records) for the unit starting at sub-partition `unit`, filtered out
+/// when an earlier unit of the slice read the record.
+struct Kept {
+    record: usize,
+    unit: usize,
+    rows: RecordBatch,
 }
 
 /// Sends `part`'s pieces to the store: a record per aligned group of
