@@ -422,7 +422,10 @@ pub(crate) fn split(piece: &RecordBatch) -> Result<(RecordBatch, Vec<Millis>, Ar
 pub(crate) fn encode(pieces: &[RecordBatch]) -> Result<Vec<u8>> {
     let err = || Error::arrow("encoding fragments of a spilled partition");
     let Some(first) = pieces.first() else { return Ok(Vec::new()) };
-    let mut out = Vec::new();
+    // Sized once (the buffers, their padding and the messages' headers):
+    // grown by doubling it would be copied and faulted in at every step.
+    let size: usize = pieces.iter().map(|p| p.get_array_memory_size() + 64 * (p.num_columns() + 4)).sum();
+    let mut out = Vec::with_capacity(size + 1024);
     let mut writer = StreamWriter::try_new(&mut out, first.schema_ref()).map_err(err())?;
     for piece in pieces {
         writer.write(piece).map_err(err())?;
